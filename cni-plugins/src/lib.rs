@@ -1,0 +1,1 @@
+//! CNI plugins (see the networking issue).

@@ -1,0 +1,3 @@
+//! Pure types, parsing and validation: no I/O beyond the bytes handed in.
+
+pub mod appc;

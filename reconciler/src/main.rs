@@ -1,0 +1,3 @@
+fn main() {
+    println!("rkt: under construction");
+}

@@ -1,0 +1,1 @@
+//! The content-addressed image store under `<dir>/cas` (owner: the store work).

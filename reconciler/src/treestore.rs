@@ -1,0 +1,1 @@
+//! Rendered rootfs trees under `cas/tree/` (owner: the extraction/tree work).

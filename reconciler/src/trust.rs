@@ -1,0 +1,1 @@
+//! Trusted keys and signature verification (owner: the trust work).
