@@ -1,1 +1,6 @@
 //! Shared helpers for end-to-end tests.
+pub mod aci;
+pub mod gpg;
+pub mod http;
+pub mod netns;
+pub mod rkt;

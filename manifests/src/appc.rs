@@ -139,7 +139,11 @@ pub struct App {
     pub user: String,
     #[serde(default)]
     pub group: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "supplementaryGIDs")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        rename = "supplementaryGIDs"
+    )]
     pub supplementary_gids: Vec<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_directory: Option<String>,
@@ -235,8 +239,14 @@ mod tests {
     #[test]
     fn rejects_wrong_kind_and_name_label() {
         let kind = br#"{"acKind":"PodManifest","acVersion":"0.8.11","name":"a"}"#;
-        assert!(matches!(ImageManifest::from_slice(kind), Err(AppcError::Kind(_))));
+        assert!(matches!(
+            ImageManifest::from_slice(kind),
+            Err(AppcError::Kind(_))
+        ));
         let label = br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"a","labels":[{"name":"name","value":"x"}]}"#;
-        assert!(matches!(ImageManifest::from_slice(label), Err(AppcError::Label(_))));
+        assert!(matches!(
+            ImageManifest::from_slice(label),
+            Err(AppcError::Label(_))
+        ));
     }
 }

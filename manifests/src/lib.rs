@@ -1,3 +1,5 @@
 //! Pure types, parsing and validation: no I/O beyond the bytes handed in.
 
 pub mod appc;
+pub mod quantity;
+pub mod runtime;

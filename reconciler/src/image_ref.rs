@@ -55,14 +55,23 @@ impl ImageRef {
         }
         if let Some(hex) = input.strip_prefix("sha512-") {
             if input.len() < MIN_HASH_PREFIX {
-                return Err(invalid("an image ID prefix needs at least sha512- and 4 hex digits"));
+                return Err(invalid(
+                    "an image ID prefix needs at least sha512- and 4 hex digits",
+                ));
             }
             if hex.len() > 128 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(invalid("an image ID is sha512- followed by up to 128 hex digits"));
+                return Err(invalid(
+                    "an image ID is sha512- followed by up to 128 hex digits",
+                ));
             }
             return Ok(ImageRef::Hash(input.to_ascii_lowercase()));
         }
-        if input.starts_with('/') || input.starts_with("./") || input.starts_with("../") || input.ends_with(".aci") || std::path::Path::new(input).is_file() {
+        if input.starts_with('/')
+            || input.starts_with("./")
+            || input.starts_with("../")
+            || input.ends_with(".aci")
+            || std::path::Path::new(input).is_file()
+        {
             return Ok(ImageRef::Path(PathBuf::from(input)));
         }
         // name[:version][,label=value...]
@@ -138,8 +147,14 @@ mod tests {
             ImageRef::parse("file:///tmp/x.aci").unwrap(),
             ImageRef::Path("/tmp/x.aci".into())
         );
-        assert!(matches!(ImageRef::parse("https://e.com/a.aci").unwrap(), ImageRef::Url(_)));
-        assert!(matches!(ImageRef::parse("docker://busybox").unwrap(), ImageRef::Docker(_)));
+        assert!(matches!(
+            ImageRef::parse("https://e.com/a.aci").unwrap(),
+            ImageRef::Url(_)
+        ));
+        assert!(matches!(
+            ImageRef::parse("docker://busybox").unwrap(),
+            ImageRef::Docker(_)
+        ));
         assert_eq!(
             ImageRef::parse("sha512-ABCD").unwrap(),
             ImageRef::Hash("sha512-abcd".into())

@@ -100,7 +100,10 @@ mod tests {
         assert!(o.image && o.http && !o.tls);
         let all: InsecureOptions = "all-fetch".parse().unwrap();
         assert!(all.image && all.tls && all.http && all.pubkey && !all.paths);
-        assert_eq!("none".parse::<InsecureOptions>().unwrap(), InsecureOptions::default());
+        assert_eq!(
+            "none".parse::<InsecureOptions>().unwrap(),
+            InsecureOptions::default()
+        );
         assert_eq!(o.to_string(), "image,http");
         assert!("image,bogus".parse::<InsecureOptions>().is_err());
     }

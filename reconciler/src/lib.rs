@@ -6,9 +6,12 @@
 pub mod archive;
 pub mod extract;
 pub mod fetch;
+pub mod image;
 pub mod image_ref;
 pub mod insecure;
 pub mod paths;
+pub mod pod_spec;
+pub mod run_args;
 pub mod store;
 pub mod treestore;
 pub mod trust;

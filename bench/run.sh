@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Run every benchmark and print one table.
+#
+#   bench/run.sh [--quick]
+#
+# Each benchmark times rkt next to a baseline doing the same essential work with
+# standard tools, side by side under hyperfine, and reports mean, stddev and the
+# ratio rkt/baseline. --quick uses a smaller image and fewer runs (a smoke test of the
+# harness, not a measurement).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+size_mb=200
+runs=5
+if [ $quick = 1 ]; then size_mb=20; runs=2; fi
+
+cargo build --release --quiet -p rkt
+rkt=$PWD/target/release/rkt
+work=$(mktemp -d)
+export GNUPGHOME=$work/gnupg
+cleanup() { gpgconf --kill gpg-agent 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+mkdir -m 700 "$GNUPGHOME"
+results=$work/results
+mkdir -p "$results"
+
+# --- fixture: a ~size_mb image (busybox + incompressible and compressible data), signed.
+bench/make-big-aci.sh "$work/big.aci" "$size_mb" >/dev/null
+gzip -dc "$work/big.aci" >"$work/big.tar"
+gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
+    --quick-gen-key 'rkt bench <bench@example.com>' ed25519 sign never 2>/dev/null
+gpg --batch --quiet --armor --export >"$work/key.pub"
+gpg --batch --quiet --armor --detach-sign -o "$work/big.aci.asc" "$work/big.aci"
+store=$work/store
+flags=(--dir "$store/data" --local-config "$store/etc" --system-config "$store/usr-lib")
+"$rkt" "${flags[@]}" trust --prefix example.com --skip-fingerprint-review "$work/key.pub" 2>/dev/null
+mkdir -p "$work/x"
+
+hf() { # name, baseline-command, rkt-command [prepare]
+    local name=$1 base=$2 cmd=$3 prep=${4:-true}
+    hyperfine --style none --runs "$runs" --warmup 1 --prepare "$prep" \
+        --export-json "$results/$name.json" -n baseline "$base" -n rkt "$cmd" >/dev/null
+}
+
+echo "bench: fetch+verify+store of a $(du -m "$work/big.tar" | cut -f1) MB image (gzip $(du -m "$work/big.aci" | cut -f1) MB)" >&2
+hf fetch-verify-store \
+    "gzip -dc $work/big.aci | sha512sum >/dev/null" \
+    "$rkt ${flags[*]} fetch $work/big.aci" \
+    "rm -rf $store/data"
+hf fetch-insecure-store \
+    "gzip -dc $work/big.aci | sha512sum >/dev/null" \
+    "$rkt ${flags[*]} --insecure-options=image fetch $work/big.aci" \
+    "rm -rf $store/data"
+hf hash-only-vs-sha512sum \
+    "sha512sum $work/big.tar >/dev/null" \
+    "$rkt ${flags[*]} --insecure-options=image fetch $work/big.tar" \
+    "rm -rf $store/data"
+"$rkt" "${flags[@]}" fetch "$work/big.aci" >/dev/null
+hf extract-vs-tar \
+    "tar -xzf $work/big.aci -C $work/x" \
+    "$rkt ${flags[*]} image extract --overwrite example.com/big $work/x" \
+    "rm -rf $work/x && mkdir $work/x"
+
+python3 bench/table.py "$results"/*.json

@@ -1,0 +1,262 @@
+//! Driving the real `rkt` binary from tests, each test in its own temporary roots.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// Path to the `rkt` binary of this workspace, built (once per test process) with the
+/// same cargo that runs the tests, so it is never stale.
+pub fn rkt_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "rkt", "--bin", "rkt"])
+            .current_dir(&workspace)
+            .status()
+            .expect("run cargo build for the rkt binary");
+        assert!(status.success(), "cargo build -p rkt failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace.join("target"));
+        let bin = target.join("debug").join("rkt");
+        assert!(bin.is_file(), "no rkt binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A throwaway rkt installation: `--dir`, `--local-config` and `--system-config` under
+/// one temporary directory, removed on drop.
+pub struct Rkt {
+    pub root: tempfile::TempDir,
+}
+
+impl Default for Rkt {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Rkt {
+    pub fn new() -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("rkt-e2e-")
+            .tempdir()
+            .expect("create temp root");
+        Rkt { root }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+    pub fn local_config(&self) -> PathBuf {
+        self.root.path().join("etc")
+    }
+    pub fn system_config(&self) -> PathBuf {
+        self.root.path().join("usr-lib")
+    }
+    /// A scratch directory for the test's own files.
+    pub fn scratch(&self) -> PathBuf {
+        let p = self.root.path().join("scratch");
+        std::fs::create_dir_all(&p).expect("create scratch dir");
+        p
+    }
+
+    /// A command for `rkt ARGS` with this installation's global flags.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = Command::new(rkt_bin());
+        cmd.arg("--dir")
+            .arg(self.data_dir())
+            .arg("--local-config")
+            .arg(self.local_config())
+            .arg("--system-config")
+            .arg(self.system_config())
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Run `rkt ARGS` to completion.
+    pub fn run<I, S>(&self, args: I) -> RunResult
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = self.command(args);
+        let shown = format!("{cmd:?}");
+        let output = cmd.output().expect("spawn rkt");
+        RunResult { cmd: shown, output }
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.run(args).success().stdout()
+    }
+
+    /// Every file under `cas/blob`.
+    pub fn blob_files(&self) -> Vec<PathBuf> {
+        files_under(&self.data_dir().join("cas/blob"))
+    }
+
+    /// Every file under `cas/tmp` (leftovers of interrupted work).
+    pub fn tmp_files(&self) -> Vec<PathBuf> {
+        files_under(&self.data_dir().join("cas/tmp"))
+    }
+
+    /// `rkt image list --format=json`, parsed.
+    pub fn images(&self) -> Vec<serde_json::Value> {
+        let out = self.ok(["image", "list", "--format=json"]);
+        serde_json::from_str(&out).expect("image list JSON")
+    }
+}
+
+/// All regular files below `dir` (none if it does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(files_under(&p)),
+            Ok(t) if t.is_file() => out.push(p),
+            _ => {}
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The outcome of one `rkt` run, with assertions that print everything on failure.
+pub struct RunResult {
+    pub cmd: String,
+    pub output: Output,
+}
+
+impl RunResult {
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    fn describe(&self) -> String {
+        format!(
+            "{}\nexit: {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.cmd,
+            self.output.status,
+            self.stdout(),
+            self.stderr()
+        )
+    }
+    /// Require exit 0.
+    pub fn success(self) -> Self {
+        assert!(
+            self.output.status.success(),
+            "rkt failed:\n{}",
+            self.describe()
+        );
+        self
+    }
+    /// Require the given exit code and that stderr contains every needle.
+    pub fn fails_with(self, code: i32, needles: &[&str]) -> Self {
+        assert_eq!(
+            self.code(),
+            Some(code),
+            "unexpected exit:\n{}",
+            self.describe()
+        );
+        let err = self.stderr();
+        for n in needles {
+            assert!(err.contains(n), "stderr lacks {n:?}:\n{}", self.describe());
+        }
+        self
+    }
+}
+
+/// sha512 of a file's bytes, as `sha512-<hex>`.
+pub fn sha512_file(path: &Path) -> String {
+    use sha2::{Digest, Sha512};
+    let bytes = std::fs::read(path).expect("read file to hash");
+    format!("sha512-{}", hex::encode(Sha512::digest(bytes)))
+}
+
+/// Whether we run as root (tests that need it say so loudly when not).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Build the example busybox ACI with the project's own script; returns its path.
+pub fn busybox_aci(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(format!("{}.aci", name.replace('/', "_")));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/build-busybox-aci.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .arg(&out)
+        .arg(name)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run build-busybox-aci.sh");
+    assert!(status.success(), "build-busybox-aci.sh failed");
+    out
+}
+
+/// The static `rkt-probe` binary (built once per test process, release, static).
+pub fn probe_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let status = Command::new(cargo)
+            .args([
+                "rustc",
+                "--quiet",
+                "--release",
+                "-p",
+                "e2e",
+                "--bin",
+                "rkt-probe",
+                "--",
+            ])
+            .args(["-C", "target-feature=+crt-static"])
+            .current_dir(&workspace)
+            .status()
+            .expect("run cargo rustc for rkt-probe");
+        assert!(status.success(), "building rkt-probe failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace.join("target"));
+        target.join("release").join("rkt-probe")
+    })
+    .clone()
+}
+
+/// The busybox example image with `/probe` (the static rkt-probe) added.
+pub fn probe_aci(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(format!("{}-probe.aci", name.replace('/', "_")));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/build-busybox-aci.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .arg(&out)
+        .arg(name)
+        .env("ACI_EXTRA", format!("{}:/probe", probe_bin().display()))
+        .stdout(Stdio::null())
+        .status()
+        .expect("run build-busybox-aci.sh");
+    assert!(status.success(), "build-busybox-aci.sh failed");
+    out
+}

@@ -1,0 +1,311 @@
+//! `runtime.json`: the resolved pod configuration stage0 hands to stage1
+//! (see `docs/stage1.md`). Version 1.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The interface version this crate reads and writes.
+pub const RUNTIME_VERSION: u32 = 1;
+
+/// Default search path for apps that do not set PATH.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    #[default]
+    Default,
+    Fly,
+}
+
+impl std::str::FromStr for Flavor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "default" => Ok(Flavor::Default),
+            "fly" => Ok(Flavor::Fly),
+            other => Err(format!(
+                "unknown stage1 flavor {other:?} (known: default, fly)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Dns {
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    #[serde(default)]
+    pub search: Vec<String>,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostsEntry {
+    pub ip: String,
+    pub hostnames: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Volume {
+    Host {
+        name: String,
+        source: PathBuf,
+        #[serde(default, rename = "readOnly")]
+        read_only: bool,
+    },
+    Empty {
+        name: String,
+        /// Octal permission string, e.g. "0755".
+        #[serde(default = "default_mode")]
+        mode: String,
+        #[serde(default)]
+        uid: u32,
+        #[serde(default)]
+        gid: u32,
+    },
+}
+
+fn default_mode() -> String {
+    "0755".to_string()
+}
+
+impl Volume {
+    pub fn name(&self) -> &str {
+        match self {
+            Volume::Host { name, .. } | Volume::Empty { name, .. } => name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mount {
+    pub volume: String,
+    pub path: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeApp {
+    pub name: String,
+    pub image_id: String,
+    /// The rendered tree (overlay lower dir); never written to.
+    pub image: PathBuf,
+    pub exec: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    pub user: String,
+    pub group: String,
+    #[serde(default)]
+    pub supplementary_gids: Vec<u32>,
+    #[serde(default = "root_dir")]
+    pub working_dir: String,
+    #[serde(default)]
+    pub read_only_rootfs: bool,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    #[serde(default)]
+    pub memory_limit_bytes: Option<u64>,
+    #[serde(default)]
+    pub cpu_millis: Option<u64>,
+    /// Names like `CAP_CHOWN`: the app's bounding, permitted and effective set.
+    pub capabilities: Vec<String>,
+    #[serde(default = "yes")]
+    pub no_new_privileges: bool,
+    #[serde(default)]
+    pub masked_paths: Vec<String>,
+    #[serde(default)]
+    pub readonly_paths: Vec<String>,
+}
+
+fn root_dir() -> String {
+    "/".to_string()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeConfig {
+    pub version: u32,
+    pub uuid: String,
+    #[serde(default)]
+    pub flavor: Flavor,
+    pub hostname: String,
+    #[serde(default)]
+    pub interactive: bool,
+    #[serde(default = "default_grace")]
+    pub stop_grace_period_secs: u64,
+    #[serde(default = "default_log_max")]
+    pub log_max_bytes: u64,
+    #[serde(default)]
+    pub dns: Option<Dns>,
+    #[serde(default)]
+    pub hosts_entries: Vec<HostsEntry>,
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    #[serde(default = "default_cgroup_root")]
+    pub cgroup_root: PathBuf,
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    pub apps: Vec<RuntimeApp>,
+}
+
+fn default_grace() -> u64 {
+    10
+}
+fn default_log_max() -> u64 {
+    10 * 1024 * 1024
+}
+fn default_cgroup_root() -> PathBuf {
+    PathBuf::from("/sys/fs/cgroup")
+}
+
+/// What stage1 writes to `apps/<app>/status` each time an app exits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppStatus {
+    pub exit_code: i32,
+    #[serde(default)]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339.
+    pub finished_at: String,
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+/// Capabilities Docker grants by default; rkt uses the same default set.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// /proc paths hidden from apps (bound over with /dev/null or an empty tmpfs).
+pub const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// /proc paths made read-only for apps.
+pub const DEFAULT_READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+impl RuntimeConfig {
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, RuntimeError> {
+        let cfg: RuntimeConfig = serde_json::from_slice(bytes)?;
+        if cfg.version != RUNTIME_VERSION {
+            return Err(RuntimeError::Version(cfg.version));
+        }
+        if cfg.apps.is_empty() {
+            return Err(RuntimeError::NoApps);
+        }
+        Ok(cfg)
+    }
+
+    pub fn app(&self, name: &str) -> Option<&RuntimeApp> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("invalid runtime.json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("runtime.json has interface version {0}; this stage1 speaks version 1")]
+    Version(u32),
+    #[error("runtime.json lists no apps")]
+    NoApps,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_version_check() {
+        let cfg = RuntimeConfig {
+            version: 1,
+            uuid: "u".into(),
+            flavor: Flavor::Default,
+            hostname: "rkt-u".into(),
+            interactive: false,
+            stop_grace_period_secs: 10,
+            log_max_bytes: 1024,
+            dns: None,
+            hosts_entries: vec![],
+            netns: None,
+            cgroup_root: "/sys/fs/cgroup".into(),
+            volumes: vec![Volume::Empty {
+                name: "v".into(),
+                mode: "0700".into(),
+                uid: 1,
+                gid: 2,
+            }],
+            apps: vec![RuntimeApp {
+                name: "a".into(),
+                image_id: "sha512-x".into(),
+                image: "/t".into(),
+                exec: vec!["/bin/true".into()],
+                env: vec![("A".into(), "B".into())],
+                user: "0".into(),
+                group: "0".into(),
+                supplementary_gids: vec![],
+                working_dir: "/".into(),
+                read_only_rootfs: false,
+                mounts: vec![],
+                memory_limit_bytes: Some(1 << 20),
+                cpu_millis: None,
+                capabilities: vec!["CAP_CHOWN".into()],
+                no_new_privileges: true,
+                masked_paths: vec![],
+                readonly_paths: vec![],
+            }],
+        };
+        let json = serde_json::to_vec(&cfg).unwrap();
+        let text = String::from_utf8(json.clone()).unwrap();
+        assert!(text.contains("\"kind\":\"empty\""), "{text}");
+        assert!(text.contains("\"memoryLimitBytes\""), "{text}");
+        assert_eq!(RuntimeConfig::from_slice(&json).unwrap(), cfg);
+        let bumped = text.replace("\"version\":1", "\"version\":2");
+        assert!(matches!(
+            RuntimeConfig::from_slice(bumped.as_bytes()),
+            Err(RuntimeError::Version(2))
+        ));
+    }
+}

@@ -1,1 +1,0 @@
-//! Trusted keys and signature verification (owner: the trust work).

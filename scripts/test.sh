@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run every check and test: formatting, clippy, unit tests and end-to-end tests (as root:
+# the tests use real namespaces, mounts and device nodes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: WARNING: not root; tests that need root will report that they skipped" >&2
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/rkt-test-$$.log | grep -vE '^test .* \.\.\. ok$'
+status=${PIPESTATUS[0]}
+passed=$(grep -Eo '[0-9]+ passed' /tmp/rkt-test-$$.log | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' /tmp/rkt-test-$$.log | awk '{s+=$1} END {print s+0}')
+ignored=$(grep -Eo '[0-9]+ ignored' /tmp/rkt-test-$$.log | awk '{s+=$1} END {print s+0}')
+rm -f /tmp/rkt-test-$$.log
+echo
+echo "${passed} passed, ${failed} failed, ${ignored} skipped"
+exit "$status"
