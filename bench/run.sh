@@ -17,7 +17,7 @@ size_mb=200
 runs=5
 if [ $quick = 1 ]; then size_mb=20; runs=2; fi
 
-cargo build --release --quiet -p rkt
+cargo build --release --quiet -p rkt -p stage1
 rkt=$PWD/target/release/rkt
 work=$(mktemp -d)
 export GNUPGHOME=$work/gnupg
@@ -63,5 +63,17 @@ hf extract-vs-tar \
     "tar -xzf $work/big.aci -C $work/x" \
     "$rkt ${flags[*]} image extract --overwrite example.com/big $work/x" \
     "rm -rf $work/x && mkdir $work/x"
+
+# The other benchmarks, each writing its own hyperfine exports.
+pod_runs=100
+[ $quick = 1 ] && pod_runs=5
+echo "bench: pod start, $pod_runs runs each" >&2
+bench/pods.sh "$results" "$pod_runs"
+for extra in bench/net.sh bench/cni.sh bench/oci.sh; do
+    if [ -x "$extra" ]; then
+        echo "bench: $extra" >&2
+        "$extra" "$results" "$quick" || echo "bench: $extra failed" >&2
+    fi
+done
 
 python3 bench/table.py "$results"/*.json

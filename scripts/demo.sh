@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-cargo build --release --quiet -p rkt
+cargo build --release --quiet -p rkt -p stage1
 rkt=$PWD/target/release/rkt
 
 flags=()

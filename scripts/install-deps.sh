@@ -11,6 +11,10 @@ packages=(
     attr             # xattr checks in extraction tests
     sqlite3          # inspecting the store index by hand
     hyperfine        # benchmarks
+    runc             # baseline of the pod start benchmark
+    util-linux       # unshare, nsenter in tests
+    containernetworking-plugins   # reference CNI plugins (tests run pods against them too)
+    iptables nftables             # NAT rules of the bridge and portmap plugins
 )
 
 missing=()

@@ -12,7 +12,7 @@ pub fn rkt_bin() -> PathBuf {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "rkt", "--bin", "rkt"])
+            .args(["build", "--quiet", "-p", "rkt", "-p", "stage1", "--bins"])
             .current_dir(&workspace)
             .status()
             .expect("run cargo build for the rkt binary");

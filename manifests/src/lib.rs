@@ -1,5 +1,6 @@
 //! Pure types, parsing and validation: no I/O beyond the bytes handed in.
 
 pub mod appc;
+pub mod pod;
 pub mod quantity;
 pub mod runtime;

@@ -90,6 +90,77 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+/// When stage1 restarts an app that exited (Kubernetes `restartPolicy`). `rkt run`
+/// uses `Never`; the reconciler passes the Pod's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    #[default]
+    Never,
+}
+
+/// CrashLoopBackOff timing: the delay starts at `initial_secs`, doubles per restart up
+/// to `max_secs`, and resets after the app ran `reset_secs` without exiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Backoff {
+    pub initial_secs: u64,
+    pub max_secs: u64,
+    pub reset_secs: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial_secs: 10,
+            max_secs: 300,
+            reset_secs: 600,
+        }
+    }
+}
+
+/// What a probe does (Kubernetes semantics; run by stage1 inside the pod).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum ProbeAction {
+    /// Run a command in the app's namespaces (like `rkt enter`); exit 0 = success.
+    Exec { command: Vec<String> },
+    /// Connect to 127.0.0.1:port in the pod's network namespace.
+    TcpSocket { port: u16 },
+    /// GET http://127.0.0.1:port/path; 200-399 = success.
+    HttpGet { path: String, port: u16 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    pub action: ProbeAction,
+    #[serde(default)]
+    pub initial_delay_secs: u64,
+    #[serde(default = "ten")]
+    pub period_secs: u64,
+    #[serde(default = "one_u64")]
+    pub timeout_secs: u64,
+    #[serde(default = "one_u32")]
+    pub success_threshold: u32,
+    #[serde(default = "three")]
+    pub failure_threshold: u32,
+}
+
+fn ten() -> u64 {
+    10
+}
+fn one_u64() -> u64 {
+    1
+}
+fn one_u32() -> u32 {
+    1
+}
+fn three() -> u32 {
+    3
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeApp {
@@ -122,6 +193,18 @@ pub struct RuntimeApp {
     pub masked_paths: Vec<String>,
     #[serde(default)]
     pub readonly_paths: Vec<String>,
+    /// Init apps run to completion, in order, before the other apps start (Kubernetes
+    /// initContainers); a failing init app fails the pod (or is retried per policy).
+    #[serde(default)]
+    pub init: bool,
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// A failing liveness probe restarts the app (counts as a restart).
+    #[serde(default)]
+    pub liveness_probe: Option<Probe>,
+    /// Readiness is written to `apps/<app>/ready` (present = ready).
+    #[serde(default)]
+    pub readiness_probe: Option<Probe>,
 }
 
 fn root_dir() -> String {
@@ -151,10 +234,17 @@ pub struct RuntimeConfig {
     pub hosts_entries: Vec<HostsEntry>,
     #[serde(default)]
     pub netns: Option<PathBuf>,
+    /// With no `netns`: give the pod a new network namespace holding only `lo` (up),
+    /// instead of the host's network (`--net=none`).
+    #[serde(default)]
+    pub private_network: bool,
     #[serde(default = "default_cgroup_root")]
     pub cgroup_root: PathBuf,
     #[serde(default)]
     pub volumes: Vec<Volume>,
+    /// Back-off between restarts of apps whose restart policy asks for them.
+    #[serde(default)]
+    pub backoff: Backoff,
     pub apps: Vec<RuntimeApp>,
 }
 
@@ -270,6 +360,7 @@ mod tests {
             dns: None,
             hosts_entries: vec![],
             netns: None,
+            private_network: true,
             cgroup_root: "/sys/fs/cgroup".into(),
             volumes: vec![Volume::Empty {
                 name: "v".into(),
@@ -277,6 +368,7 @@ mod tests {
                 uid: 1,
                 gid: 2,
             }],
+            backoff: Default::default(),
             apps: vec![RuntimeApp {
                 name: "a".into(),
                 image_id: "sha512-x".into(),
@@ -295,6 +387,10 @@ mod tests {
                 no_new_privileges: true,
                 masked_paths: vec![],
                 readonly_paths: vec![],
+                init: false,
+                restart_policy: Default::default(),
+                liveness_probe: None,
+                readiness_probe: None,
             }],
         };
         let json = serde_json::to_vec(&cfg).unwrap();

@@ -62,6 +62,28 @@ pub enum Command {
     /// Operate on images in the store.
     #[command(subcommand)]
     Image(cmd::image::ImageCommand),
+    /// Fetch images, prepare a pod and run it (rkt's IMAGE [flags] [-- args] [--- IMAGE...]).
+    Run(cmd::run::RunArgs),
+    /// Prepare a pod to run later with run-prepared; prints its UUID.
+    Prepare(cmd::run::PrepareArgs),
+    /// Run a prepared pod.
+    RunPrepared(cmd::run::RunPreparedArgs),
+    /// List pods.
+    List(cmd::pods::ListArgs),
+    /// Show a pod's state and its apps' exit codes.
+    Status(cmd::pods::StatusArgs),
+    /// Stop running pods (SIGTERM, then SIGKILL after the pod's grace period).
+    Stop(cmd::pods::StopArgs),
+    /// Remove pods that are not running.
+    Rm(cmd::pods::RmArgs),
+    /// Collect exited pods after a grace period, and expired prepared pods.
+    Gc(cmd::pods::GcArgs),
+    /// Print a pod's manifest.
+    CatManifest(cmd::pods::CatManifestArgs),
+    /// Run a command inside a running app, with the app's isolation.
+    Enter(cmd::pods::EnterArgs),
+    /// Print an app's output.
+    Logs(cmd::pods::LogsArgs),
     /// Print the version.
     Version,
 }
@@ -79,6 +101,17 @@ fn main() -> ExitCode {
         Command::Fetch(args) => cmd::fetch::run(&cli, args),
         Command::Trust(args) => cmd::trust::run(&cli, args),
         Command::Image(c) => cmd::image::run(&cli, c),
+        Command::Run(args) => cmd::run::run(&cli, args),
+        Command::Prepare(args) => cmd::run::prepare(&cli, args),
+        Command::RunPrepared(args) => cmd::run::run_prepared(&cli, args),
+        Command::List(args) => cmd::pods::list(&cli, args),
+        Command::Status(args) => cmd::pods::status(&cli, args),
+        Command::Stop(args) => cmd::pods::stop(&cli, args),
+        Command::Rm(args) => cmd::pods::rm(&cli, args),
+        Command::Gc(args) => cmd::pods::gc(&cli, args),
+        Command::CatManifest(args) => cmd::pods::cat_manifest(&cli, args),
+        Command::Enter(args) => cmd::pods::enter(&cli, args),
+        Command::Logs(args) => cmd::pods::logs(&cli, args),
         Command::Version => {
             println!("rkt Version: {}", env!("CARGO_PKG_VERSION"));
             println!("appc Version: {}", manifests::appc::AC_VERSION);

@@ -60,6 +60,8 @@ pub struct PodOptions {
     pub insecure: InsecureOptions,
     pub stop_grace_period_secs: Option<u64>,
     pub netns: Option<PathBuf>,
+    /// `--net=none`: a network namespace of the pod's own, with only loopback.
+    pub private_network: bool,
     pub cgroup_root: Option<PathBuf>,
 }
 
@@ -182,11 +184,13 @@ pub fn build_runtime(
         dns,
         hosts_entries,
         netns: opts.netns.clone(),
+        private_network: opts.private_network,
         cgroup_root: opts
             .cgroup_root
             .clone()
             .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
         volumes: opts.volumes.clone(),
+        backoff: Default::default(),
         apps: runtime_apps,
     })
 }
@@ -394,6 +398,10 @@ fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecErr
         no_new_privileges: true,
         masked_paths,
         readonly_paths,
+        init: false,
+        restart_policy: Default::default(),
+        liveness_probe: None,
+        readiness_probe: None,
     })
 }
 

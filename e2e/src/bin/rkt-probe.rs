@@ -60,8 +60,16 @@ fn report() -> Value {
                 .collect()
         })
         .unwrap_or_default();
+    // Interfaces of this network namespace (/proc/net/dev is per namespace).
+    let net_devs: Vec<String> = fs::read_to_string("/proc/net/dev")
+        .unwrap_or_default()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
+        .collect();
     json!({
         "pid": std::process::id(),
+        "netDevs": net_devs,
         "pid1Comm": pid1_comm,
         "visiblePids": pids.len(),
         "hostname": hostname,

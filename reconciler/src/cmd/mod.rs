@@ -3,6 +3,8 @@
 
 pub mod fetch;
 pub mod image;
+pub mod pods;
+pub mod run;
 pub mod trust;
 
 use anyhow::{Context, Result};
@@ -29,6 +31,11 @@ pub fn format_error(err: &anyhow::Error) -> String {
 pub fn open_store(cli: &Cli) -> Result<Store> {
     let cas = cli.dirs().cas();
     Store::open(&cas).with_context(|| format!("cannot open the image store at {}", cas.display()))
+}
+
+pub fn open_pods(cli: &Cli) -> Result<rkt::pods::Pods> {
+    rkt::pods::Pods::open(&cli.dir)
+        .with_context(|| format!("cannot open the pods directory under {}", cli.dir.display()))
 }
 
 pub fn keystore(cli: &Cli) -> Keystore {

@@ -1,0 +1,616 @@
+//! The pod's supervisor: PID 1 of the pod's PID namespace (default flavor) or
+//! `stage1 run` itself (fly). It makes the apps' cgroups, starts every app through
+//! `stage1 app-exec`, logs their output, reaps every child (orphans included), writes
+//! each app's status when it exits, and stops the pod on SIGTERM/SIGINT/SIGHUP.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use manifests::runtime::{AppStatus, RuntimeApp, RuntimeConfig};
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::process::{kill_process, kill_process_group, Pid, Signal, WaitOptions, WaitStatus};
+
+use crate::cgroups::{self, CgroupError, PodCgroups};
+use crate::logs::{self, LogError, LogFile, Passthrough, Pump};
+
+/// Signals that stop the pod.
+pub const STOP_SIGNALS: [i32; 3] = [
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGHUP,
+];
+/// How long output readers may lag behind the apps' exit.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the final reap of strays may take.
+const REAP_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
+    #[error("cannot set the parent death signal: {0}")]
+    DeathSignal(#[source] io::Error),
+    #[error("stage1 run exited before the pod started")]
+    ParentGone,
+    #[error("cannot set up signal handling: {0}")]
+    Signals(#[source] io::Error),
+    #[error("cannot set the hostname to {hostname:?}: {source}")]
+    Hostname { hostname: String, source: io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    PodFiles(Box<crate::rootfs::RootfsError>),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("cannot start app {app}: {source}")]
+    Spawn { app: String, source: io::Error },
+    #[error("cannot wait for the apps: {0}")]
+    Wait(#[source] io::Error),
+    #[error("an interactive pod has exactly one app; this one has {0}")]
+    InteractiveApps(usize),
+}
+
+/// Write `bytes` to `path` through a temporary file in the same directory and a rename,
+/// so readers see the old content or the new one, never a part.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), InitError> {
+    write_atomic(path, bytes).map_err(|source| InitError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Signals turned into events a poll loop can wait for: each registered signal sets a
+/// flag and writes a byte to a socket (the self-pipe trick).
+#[derive(Debug)]
+pub struct SignalWatch {
+    wake: UnixStream,
+    flags: Vec<(i32, Arc<AtomicBool>)>,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl SignalWatch {
+    pub fn new(signals: &[i32]) -> io::Result<Self> {
+        let (wake, notify) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        notify.set_nonblocking(true)?;
+        let mut watch = SignalWatch {
+            wake,
+            flags: Vec::new(),
+            ids: Vec::new(),
+        };
+        for &sig in signals {
+            let flag = Arc::new(AtomicBool::new(false));
+            // The flag first: a woken loop then always finds it set.
+            watch
+                .ids
+                .push(signal_hook::flag::register(sig, Arc::clone(&flag))?);
+            watch.ids.push(signal_hook::low_level::pipe::register(
+                sig,
+                notify.try_clone()?,
+            )?);
+            watch.flags.push((sig, flag));
+        }
+        Ok(watch)
+    }
+
+    /// Signals received since the last call, without waiting.
+    pub fn take(&mut self) -> Vec<i32> {
+        let mut buf = [0u8; 64];
+        while matches!(self.wake.read(&mut buf), Ok(n) if n > 0) {}
+        self.flags
+            .iter()
+            .filter(|(_, f)| f.swap(false, Ordering::SeqCst))
+            .map(|(s, _)| *s)
+            .collect()
+    }
+
+    /// Wait until a signal arrives, one of `extra` becomes readable (or hangs up), or
+    /// `timeout` passes. Returns the signals received and, per `extra`, whether it is
+    /// ready.
+    pub fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        extra: &[BorrowedFd<'_>],
+    ) -> io::Result<(Vec<i32>, Vec<bool>)> {
+        let timeout = timeout.map(|d| {
+            Timespec::try_from(d).unwrap_or(Timespec {
+                tv_sec: i64::MAX,
+                tv_nsec: 0,
+            })
+        });
+        let mut fds = Vec::with_capacity(1 + extra.len());
+        fds.push(PollFd::from_borrowed_fd(self.wake.as_fd(), PollFlags::IN));
+        for fd in extra {
+            fds.push(PollFd::from_borrowed_fd(*fd, PollFlags::IN));
+        }
+        let ready = match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(_) => fds[1..].iter().map(|p| !p.revents().is_empty()).collect(),
+            Err(Errno::INTR) => vec![false; extra.len()],
+            Err(e) => return Err(e.into()),
+        };
+        Ok((self.take(), ready))
+    }
+}
+
+impl Drop for SignalWatch {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+/// How the supervisor runs.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Fly flavor: no PID namespace of our own (so never `kill(-1)`), no cgroups.
+    pub fly: bool,
+    /// Interactive pods: the pty's app side, the single app's stdin, stdout and stderr.
+    pub pty_slave: Option<OwnedFd>,
+    /// Fly + interactive: the relay between our stdio and the pty, served by the loop.
+    pub relay: Option<crate::pty::Relay>,
+}
+
+/// One app's run.
+struct AppRun<'a> {
+    app: &'a RuntimeApp,
+    dir: PathBuf,
+    cgroups: Vec<PathBuf>,
+    memory: Option<PathBuf>,
+    oom_baseline: Option<u64>,
+    /// While it runs.
+    pid: Option<Pid>,
+    /// Its process group (= its first PID), kept after it exits.
+    pgid: Option<Pid>,
+    started_at: SystemTime,
+    status: Option<AppStatus>,
+    pumps: Vec<Pump>,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The status of an app that ended with `status`.
+fn app_status(status: WaitStatus, oom_killed: bool, started: SystemTime) -> AppStatus {
+    let signal = status.terminating_signal();
+    let exit_code = match (status.exit_status(), signal) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 255,
+    };
+    AppStatus {
+        exit_code,
+        signal,
+        oom_killed,
+        started_at: rfc3339(started),
+        finished_at: rfc3339(SystemTime::now()),
+        restarts: 0,
+    }
+}
+
+/// The pod's exit code: the first app (in pod order) that failed, else 0.
+pub fn pod_exit_code<'a>(statuses: impl IntoIterator<Item = Option<&'a AppStatus>>) -> i32 {
+    statuses
+        .into_iter()
+        .flatten()
+        .map(|s| s.exit_code)
+        .find(|&c| c != 0)
+        .unwrap_or(0)
+}
+
+/// SIGKILL every process of the pod's PID namespace but the caller, which must be its
+/// PID 1.
+fn kill_all_in_pid_namespace() {
+    // From anything but a PID namespace's init this would hit the whole host.
+    if !rustix::process::getpid().is_init() {
+        return;
+    }
+    // rustix has no safe way to name pid -1 ("every process we may signal").
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) takes no pointers; it has no memory-safety preconditions.
+    unsafe {
+        libc::kill(-1, libc::SIGKILL);
+    }
+}
+
+/// Signal an app: its process group, or the process alone if the group does not exist
+/// (an interactive app before its `setsid`).
+fn signal_app(pid: Pid, sig: Signal) {
+    if kill_process_group(pid, sig).is_err() {
+        let _ = kill_process(pid, sig);
+    }
+}
+
+struct Supervisor<'a> {
+    pod_dir: &'a Path,
+    cfg: &'a RuntimeConfig,
+    fly: bool,
+    cgroups: Option<PodCgroups>,
+    apps: Vec<AppRun<'a>>,
+}
+
+impl<'a> Supervisor<'a> {
+    fn spawn(&mut self, idx: usize, pty: Option<&OwnedFd>) -> Result<(), InitError> {
+        let cfg = self.cfg;
+        let run = &mut self.apps[idx];
+        let name = &run.app.name;
+        let spawn_err = |source| InitError::Spawn {
+            app: name.clone(),
+            source,
+        };
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg("app-exec")
+            .arg("--pod-dir")
+            .arg(self.pod_dir)
+            .arg("--app")
+            .arg(name);
+        for dir in &run.cgroups {
+            cmd.arg("--cgroup").arg(dir);
+        }
+        cmd.env_remove(crate::LOCK_FD_ENV);
+        match pty {
+            Some(slave) => {
+                // app-exec makes itself a session leader with the pty as controlling
+                // terminal, so it must not be a process group leader already.
+                cmd.arg("--pty")
+                    .stdin(Stdio::from(slave.try_clone().map_err(spawn_err)?))
+                    .stdout(Stdio::from(slave.try_clone().map_err(spawn_err)?))
+                    .stderr(Stdio::from(slave.try_clone().map_err(spawn_err)?));
+            }
+            None => {
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .process_group(0);
+            }
+        }
+        let log = if pty.is_none() {
+            Some(Arc::new(Mutex::new(LogFile::open(
+                &run.dir.join("log"),
+                cfg.log_max_bytes,
+            )?)))
+        } else {
+            None
+        };
+        if let (Some(dir), Some(cg)) = (&run.memory, &self.cgroups) {
+            run.oom_baseline = cgroups::oom_kill_count(cg.version, dir);
+        }
+        run.started_at = SystemTime::now();
+        let mut child = cmd.spawn().map_err(spawn_err)?;
+        let pid = Pid::from_child(&child);
+        run.pid = Some(pid);
+        run.pgid = Some(pid);
+        if let Some(log) = log {
+            if let Some(out) = child.stdout.take() {
+                run.pumps.push(
+                    logs::pump(
+                        &format!("{name}-stdout"),
+                        out,
+                        Some(Passthrough::Stdout),
+                        Some(Arc::clone(&log)),
+                    )
+                    .map_err(spawn_err)?,
+                );
+            }
+            if let Some(err) = child.stderr.take() {
+                run.pumps.push(
+                    logs::pump(
+                        &format!("{name}-stderr"),
+                        err,
+                        Some(Passthrough::Stderr),
+                        Some(log),
+                    )
+                    .map_err(spawn_err)?,
+                );
+            }
+        }
+        // The child is reaped by `reap` (waitpid(-1)), never through `child`.
+        drop(child);
+        write_file(
+            &run.dir.join("pid"),
+            format!("{}\n", pid.as_raw_nonzero()).as_bytes(),
+        )
+    }
+
+    /// Reap every child that exited; record the apps among them.
+    fn reap(&mut self) -> Result<(), InitError> {
+        loop {
+            match rustix::process::wait(WaitOptions::NOHANG) {
+                Ok(Some((pid, status))) => self.exited(pid, status)?,
+                Ok(None) | Err(Errno::CHILD) => return Ok(()),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(InitError::Wait(e.into())),
+            }
+        }
+    }
+
+    fn exited(&mut self, pid: Pid, status: WaitStatus) -> Result<(), InitError> {
+        let version = self.cgroups.as_ref().map(|c| c.version);
+        let Some(run) = self.apps.iter_mut().find(|r| r.pid == Some(pid)) else {
+            return Ok(()); // an orphan that was reparented to us
+        };
+        run.pid = None;
+        let sigkill = status.terminating_signal() == Some(Signal::KILL.as_raw());
+        let oom = match (version, &run.memory) {
+            (Some(v), Some(dir)) => cgroups::oom_killed(v, dir, run.oom_baseline, sigkill),
+            _ => false,
+        };
+        let st = app_status(status, oom, run.started_at);
+        let json = serde_json::to_vec(&st).map_err(|e| InitError::Write {
+            path: run.dir.join("status"),
+            source: io::Error::other(e),
+        })?;
+        run.status = Some(st);
+        write_file(&run.dir.join("status"), &json)
+    }
+
+    fn running(&self) -> impl Iterator<Item = Pid> + '_ {
+        self.apps.iter().filter_map(|r| r.pid)
+    }
+
+    /// SIGKILL whatever is left: the apps' groups and (default) the whole PID namespace.
+    fn kill_everything(&self) {
+        for r in &self.apps {
+            if let Some(pid) = r.pid {
+                signal_app(pid, Signal::KILL);
+            }
+        }
+        if !self.fly {
+            kill_all_in_pid_namespace();
+        }
+    }
+
+    /// After the apps are gone: kill strays, reap them, let the log readers drain.
+    fn finish(&mut self, watch: &mut SignalWatch) {
+        if self.fly {
+            // Whatever the apps left in their process groups. A group's ID is not
+            // reused while the group exists, so this hits nothing else.
+            for r in &self.apps {
+                if let Some(pgid) = r.pgid {
+                    let _ = kill_process_group(pgid, Signal::KILL);
+                }
+            }
+        } else {
+            kill_all_in_pid_namespace();
+            let deadline = Instant::now() + REAP_TIMEOUT;
+            loop {
+                match rustix::process::wait(WaitOptions::NOHANG) {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {}
+                    Err(Errno::INTR) => continue,
+                    Err(_) => break, // ECHILD: nothing left
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                let _ = watch.wait(Some(deadline - now), &[]);
+            }
+        }
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        for r in &mut self.apps {
+            for p in r.pumps.drain(..) {
+                p.join_until(deadline);
+            }
+        }
+    }
+
+    fn exit_code(&self) -> i32 {
+        pod_exit_code(self.apps.iter().map(|r| r.status.as_ref()))
+    }
+}
+
+/// Run the pod's apps until they have all exited; returns the pod's exit code.
+/// `watch` must include SIGCHLD and [`STOP_SIGNALS`]; registering it before any
+/// process is started means no signal is missed.
+pub fn supervise(
+    pod_dir: &Path,
+    cfg: &RuntimeConfig,
+    opts: Options,
+    watch: &mut SignalWatch,
+) -> Result<i32, InitError> {
+    if opts.pty_slave.is_some() && cfg.apps.len() != 1 {
+        return Err(InitError::InteractiveApps(cfg.apps.len()));
+    }
+    crate::rootfs::ensure_pod_files(pod_dir, cfg, Path::new("/etc/resolv.conf"))
+        .map_err(|e| InitError::PodFiles(Box::new(e)))?;
+
+    let cgroups = if opts.fly {
+        None
+    } else {
+        Some(cgroups::plan(&cfg.cgroup_root, &cfg.uuid, &cfg.apps)?)
+    };
+    let list = cgroups
+        .as_ref()
+        .map(PodCgroups::dirs_leaf_first)
+        .unwrap_or_default();
+    let list_path = pod_dir.join("cgroups");
+    // Recorded before anything is made, so gc finds whatever a crash leaves behind.
+    cgroups::write_list(&list_path, &list).map_err(|source| InitError::Write {
+        path: list_path,
+        source,
+    })?;
+    if let Some(cg) = &cgroups {
+        cg.create()?;
+    }
+
+    let mut apps = Vec::with_capacity(cfg.apps.len());
+    for app in &cfg.apps {
+        let dir = pod_dir.join("apps").join(&app.name);
+        fs::create_dir_all(&dir).map_err(|source| InitError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        let app_cg = cgroups.as_ref().and_then(|c| c.app(&app.name));
+        apps.push(AppRun {
+            app,
+            dir,
+            cgroups: app_cg.map(|c| c.dirs.clone()).unwrap_or_default(),
+            memory: app_cg.and_then(|c| c.memory.clone()),
+            oom_baseline: None,
+            pid: None,
+            pgid: None,
+            started_at: SystemTime::now(),
+            status: None,
+            pumps: Vec::new(),
+        });
+    }
+    let mut sup = Supervisor {
+        pod_dir,
+        cfg,
+        fly: opts.fly,
+        cgroups,
+        apps,
+    };
+
+    for idx in 0..sup.apps.len() {
+        if let Err(e) = sup.spawn(idx, opts.pty_slave.as_ref()) {
+            for pid in sup.running().collect::<Vec<_>>() {
+                signal_app(pid, Signal::KILL);
+            }
+            sup.finish(watch);
+            return Err(e);
+        }
+    }
+    // Only the apps may hold the pty's app side now, so the relay sees its end.
+    drop(opts.pty_slave);
+    let mut relay = opts.relay;
+    let ready = pod_dir.join("ready");
+    write_file(&ready, b"")?;
+
+    let grace = Duration::from_secs(cfg.stop_grace_period_secs);
+    let mut stop_deadline: Option<Instant> = None;
+    let mut killed = false;
+    loop {
+        sup.reap()?;
+        if sup.running().next().is_none() {
+            break;
+        }
+        let timeout = match stop_deadline {
+            Some(deadline) if !killed => {
+                let now = Instant::now();
+                if now >= deadline {
+                    sup.kill_everything();
+                    killed = true;
+                    continue;
+                }
+                Some(deadline - now)
+            }
+            _ => None,
+        };
+        let extra = relay.as_ref().map(|r| r.fds()).unwrap_or_default();
+        let (signals, ready) = watch.wait(timeout, &extra).map_err(InitError::Wait)?;
+        drop(extra);
+        if let Some(r) = &mut relay {
+            if r.service(&ready) == crate::pty::RelayEvent::Escape {
+                crate::pty::escape_notice();
+                sup.kill_everything();
+                killed = true;
+                stop_deadline.get_or_insert_with(Instant::now);
+            }
+            if signals.contains(&signal_hook::consts::SIGWINCH) {
+                r.resize();
+            }
+        }
+        if stop_deadline.is_none() && signals.iter().any(|s| STOP_SIGNALS.contains(s)) {
+            for pid in sup.running().collect::<Vec<_>>() {
+                signal_app(pid, Signal::TERM);
+            }
+            stop_deadline = Some(Instant::now() + grace);
+        }
+    }
+    sup.finish(watch);
+    if let Some(r) = &mut relay {
+        r.drain(Instant::now() + DRAIN_TIMEOUT);
+    }
+    Ok(sup.exit_code())
+}
+
+/// The `init` entry point, PID 1 of the pod: `sync` is the socket to `stage1 run`,
+/// which waits for one byte before it forwards signals to us.
+pub fn run_init(
+    pod_dir: &Path,
+    sync: Option<OwnedFd>,
+    pty_slave: Option<OwnedFd>,
+) -> Result<i32, InitError> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+        .map_err(|e| InitError::DeathSignal(e.into()))?;
+    // Started as /proc/self/exe; show up as "stage1" in the pod's `ps`.
+    let _ = rustix::thread::set_name(c"stage1");
+    let mut signals = STOP_SIGNALS.to_vec();
+    signals.push(signal_hook::consts::SIGCHLD);
+    let mut watch = SignalWatch::new(&signals).map_err(InitError::Signals)?;
+    if let Some(sync) = sync {
+        // Fails once `run` is gone: then the death signal was set too late to fire.
+        let mut sync = UnixStream::from(sync);
+        if sync.write_all(b"r").is_err() {
+            return Err(InitError::ParentGone);
+        }
+    }
+    let cfg = crate::load_config(pod_dir)?;
+    rustix::system::sethostname(cfg.hostname.as_bytes()).map_err(|e| InitError::Hostname {
+        hostname: cfg.hostname.clone(),
+        source: e.into(),
+    })?;
+    supervise(
+        pod_dir,
+        &cfg,
+        Options {
+            fly: false,
+            pty_slave,
+            relay: None,
+        },
+        &mut watch,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_code_is_the_first_failed_app_in_order() {
+        let st = |code| AppStatus {
+            exit_code: code,
+            signal: None,
+            oom_killed: false,
+            started_at: String::new(),
+            finished_at: String::new(),
+            restarts: 0,
+        };
+        let (a, b, c) = (st(0), st(5), st(6));
+        assert_eq!(pod_exit_code([Some(&a), Some(&b), Some(&c)]), 5);
+        assert_eq!(pod_exit_code([Some(&c), Some(&b)]), 6);
+        assert_eq!(pod_exit_code([Some(&a), None]), 0);
+    }
+
+    #[test]
+    fn write_atomic_replaces() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("status");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1);
+    }
+}
