@@ -500,7 +500,7 @@ fn stop_with_grace_period_and_force_then_gc_leaves_nothing() {
             "--exec=/bin/sh",
             "--",
             "-c",
-            "trap '' TERM; while :; do usleep 100000; done",
+            "trap '' TERM; echo trapped; while :; do usleep 100000; done",
         ],
     );
     let uuid2 = loop {
@@ -511,6 +511,10 @@ fn stop_with_grace_period_and_force_then_gc_leaves_nothing() {
         std::thread::sleep(Duration::from_millis(20));
     };
     rkt.ok(["status", "--wait-ready=30s", &uuid2]);
+    // Started is not enough: SIGTERM must come after the shell ignores it.
+    poll("the app to ignore SIGTERM", Duration::from_secs(30), || {
+        rkt.ok(["logs", &uuid2]).contains("trapped")
+    });
     rkt.ok(["stop", &uuid2]);
     let (code, _, _) = bg.wait();
     assert_eq!(code, Some(137), "killed after the grace period");
@@ -524,7 +528,7 @@ fn stop_with_grace_period_and_force_then_gc_leaves_nothing() {
             "--exec=/bin/sh",
             "--",
             "-c",
-            "trap '' TERM; while :; do usleep 100000; done",
+            "trap '' TERM; echo trapped; while :; do usleep 100000; done",
         ],
     );
     let uuid3 = loop {

@@ -342,6 +342,26 @@ pub fn join(dirs: &[PathBuf]) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// SIGKILL every process in the cgroups `dirs` (not their children cgroups), as listed
+/// in their `cgroup.procs`: PIDs as the caller's PID namespace sees them (0 for those
+/// it cannot see, which are skipped). Processes that are already gone are ignored.
+pub fn kill_procs(dirs: &[PathBuf]) {
+    let me = rustix::process::getpid();
+    for dir in dirs {
+        let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) else {
+            continue;
+        };
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            match Pid::from_raw(pid) {
+                Some(pid) if pid != me && !pid.is_init() => {
+                    let _ = kill_process(pid, Signal::KILL);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// How many processes the OOM killer killed in the memory cgroup `dir`, if the kernel
 /// reports it (v1 `memory.oom_control`, kernel 4.13 and later; v2 `memory.events`).
 pub fn oom_kill_count(version: Version, dir: &Path) -> Option<u64> {

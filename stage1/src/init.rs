@@ -1,7 +1,13 @@
 //! The pod's supervisor: PID 1 of the pod's PID namespace (default flavor) or
-//! `stage1 run` itself (fly). It makes the apps' cgroups, starts every app through
-//! `stage1 app-exec`, logs their output, reaps every child (orphans included), writes
-//! each app's status when it exits, and stops the pod on SIGTERM/SIGINT/SIGHUP.
+//! `stage1 run` itself (fly). It makes the apps' cgroups, runs the init apps one after
+//! the other and then starts the other apps, each through `stage1 app-exec`, logs
+//! their output, reaps every child (orphans included), writes each app's status when
+//! it exits, restarts apps in place as their restart policy asks (with
+//! CrashLoopBackOff delays), runs their liveness and readiness probes (`probe`), and
+//! stops the pod on SIGTERM/SIGINT/SIGHUP.
+//!
+//! Everything happens on one thread, in one poll loop woken by signals (SIGCHLD
+//! included), finished network probes and its own timers (restarts, probes, kills).
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -14,13 +20,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use manifests::runtime::{AppStatus, RuntimeApp, RuntimeConfig};
+use manifests::runtime::{AppStatus, Backoff, RestartPolicy, RuntimeApp, RuntimeConfig};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::process::{kill_process, kill_process_group, Pid, Signal, WaitOptions, WaitStatus};
 
 use crate::cgroups::{self, CgroupError, PodCgroups};
-use crate::logs::{self, LogError, LogFile, Passthrough, Pump};
+use crate::logs::{self, LogError, LogFile, Passthrough, Pump, SharedLog};
+use crate::probe::{ProbeError, Prober};
 
 /// Signals that stop the pod.
 pub const STOP_SIGNALS: [i32; 3] = [
@@ -32,6 +39,8 @@ pub const STOP_SIGNALS: [i32; 3] = [
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the final reap of strays may take.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Name of the per-app file that says an app waits to be restarted.
+pub const WAITING_FILE: &str = "waiting";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -47,6 +56,10 @@ pub enum InitError {
     Hostname { hostname: String, source: io::Error },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error("cannot remove {path}: {source}")]
+    Remove { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
     #[error(transparent)]
     PodFiles(Box<crate::rootfs::RootfsError>),
     #[error(transparent)]
@@ -170,23 +183,61 @@ pub struct Options {
     pub relay: Option<crate::pty::Relay>,
 }
 
-/// One app's run.
+/// Where an app is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not started yet: an init app waiting for its turn, or a regular app while the
+    /// init apps run.
+    Pending,
+    Running {
+        pid: Pid,
+        since: Instant,
+    },
+    /// Exited; started again at `at` (CrashLoopBackOff).
+    BackOff {
+        at: Instant,
+    },
+    /// Exited and not to be restarted, or never to be started.
+    Done,
+}
+
+/// One app: its current (or last) run and its restart history.
 struct AppRun<'a> {
     app: &'a RuntimeApp,
     dir: PathBuf,
     cgroups: Vec<PathBuf>,
     memory: Option<PathBuf>,
     oom_baseline: Option<u64>,
-    /// While it runs.
-    pid: Option<Pid>,
-    /// Its process group (= its first PID), kept after it exits.
+    phase: Phase,
+    /// Its process group (= the PID of its latest run), kept after it exits.
     pgid: Option<Pid>,
     started_at: SystemTime,
+    /// Of the last exit.
     status: Option<AppStatus>,
+    /// How many times it was started again after an exit.
+    restarts: u32,
+    /// The back-off before the next restart.
+    next_delay: Duration,
+    /// Its liveness probe failed: it was sent SIGTERM, SIGKILL follows at this time.
+    liveness_kill: Option<Instant>,
+    /// Its liveness probe failed during this run (the exit counts as a failure).
+    liveness_failed: bool,
+    /// Shared by every run's output readers.
+    log: Option<SharedLog>,
     pumps: Vec<Pump>,
 }
 
-fn rfc3339(t: SystemTime) -> String {
+impl AppRun<'_> {
+    fn pid(&self) -> Option<Pid> {
+        match self.phase {
+            Phase::Running { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+}
+
+/// RFC 3339 with milliseconds, as the status files show times.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
@@ -218,6 +269,43 @@ pub fn pod_exit_code<'a>(statuses: impl IntoIterator<Item = Option<&'a AppStatus
         .unwrap_or(0)
 }
 
+/// Whether an app that exited is started again. Regular apps follow their policy
+/// (`failed`: a non-zero exit, a signal, or a failed liveness probe); init apps run
+/// until they succeed, so they are restarted only after a failure, and never with
+/// `Never` (the pod fails instead).
+pub fn should_restart(policy: RestartPolicy, init: bool, failed: bool) -> bool {
+    match policy {
+        RestartPolicy::Never => false,
+        RestartPolicy::OnFailure => failed,
+        RestartPolicy::Always => failed || !init,
+    }
+}
+
+/// CrashLoopBackOff: given the delay planned for the next restart (`next`, initially
+/// `initialSecs`) and how long the run that just ended lasted, returns the delay
+/// before this restart and the one planned after it. The delay doubles per restart up
+/// to `maxSecs`; a run of at least `resetSecs` starts over at `initialSecs`.
+pub fn backoff_delay(cfg: &Backoff, next: Duration, ran: Duration) -> (Duration, Duration) {
+    let initial = Duration::from_secs(cfg.initial_secs);
+    let max = Duration::from_secs(cfg.max_secs);
+    let base = if ran >= Duration::from_secs(cfg.reset_secs) {
+        initial
+    } else {
+        next
+    };
+    let delay = base.min(max);
+    (delay, delay.saturating_mul(2).min(max))
+}
+
+/// What `apps/<app>/waiting` holds while an app waits to be restarted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Waiting {
+    /// Always `CrashLoopBackOff`.
+    pub reason: String,
+    /// When it is started again (RFC 3339).
+    pub until: String,
+}
+
 /// SIGKILL every process of the pod's PID namespace but the caller, which must be its
 /// PID 1.
 fn kill_all_in_pid_namespace() {
@@ -241,17 +329,38 @@ fn signal_app(pid: Pid, sig: Signal) {
     }
 }
 
+fn remove_file(path: &Path) -> Result<(), InitError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(InitError::Remove {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 struct Supervisor<'a> {
     pod_dir: &'a Path,
     cfg: &'a RuntimeConfig,
     fly: bool,
     cgroups: Option<PodCgroups>,
     apps: Vec<AppRun<'a>>,
+    prober: Prober,
+    /// Interactive pods: the pty's app side, until the app started.
+    pty: Option<OwnedFd>,
+    /// The regular (non-init) apps were started (after every init app succeeded).
+    regular_started: bool,
+    /// An init app failed for good: nothing more starts.
+    init_failed: bool,
+    /// The pod is stopping: nothing starts or restarts any more.
+    stopping: bool,
 }
 
 impl<'a> Supervisor<'a> {
-    fn spawn(&mut self, idx: usize, pty: Option<&OwnedFd>) -> Result<(), InitError> {
+    fn spawn(&mut self, idx: usize) -> Result<(), InitError> {
         let cfg = self.cfg;
+        let pty = self.pty.as_ref();
         let run = &mut self.apps[idx];
         let name = &run.app.name;
         let spawn_err = |source| InitError::Spawn {
@@ -282,32 +391,37 @@ impl<'a> Supervisor<'a> {
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .process_group(0);
+                if run.log.is_none() {
+                    let log = LogFile::open(&run.dir.join("log"), cfg.log_max_bytes)?;
+                    run.log = Some(Arc::new(Mutex::new(log)));
+                }
             }
         }
-        let log = if pty.is_none() {
-            Some(Arc::new(Mutex::new(LogFile::open(
-                &run.dir.join("log"),
-                cfg.log_max_bytes,
-            )?)))
-        } else {
-            None
-        };
+        // Readers of earlier runs are done once those runs' processes are gone.
+        run.pumps.retain(|p| !p.is_finished());
         if let (Some(dir), Some(cg)) = (&run.memory, &self.cgroups) {
             run.oom_baseline = cgroups::oom_kill_count(cg.version, dir);
         }
+        let restart = matches!(run.phase, Phase::BackOff { .. });
         run.started_at = SystemTime::now();
         let mut child = cmd.spawn().map_err(spawn_err)?;
         let pid = Pid::from_child(&child);
-        run.pid = Some(pid);
+        run.phase = Phase::Running {
+            pid,
+            since: Instant::now(),
+        };
         run.pgid = Some(pid);
-        if let Some(log) = log {
+        if restart {
+            run.restarts = run.restarts.saturating_add(1);
+        }
+        if let (Some(log), None) = (&run.log, pty) {
             if let Some(out) = child.stdout.take() {
                 run.pumps.push(
                     logs::pump(
                         &format!("{name}-stdout"),
                         out,
                         Some(Passthrough::Stdout),
-                        Some(Arc::clone(&log)),
+                        Some(Arc::clone(log)),
                     )
                     .map_err(spawn_err)?,
                 );
@@ -318,7 +432,7 @@ impl<'a> Supervisor<'a> {
                         &format!("{name}-stderr"),
                         err,
                         Some(Passthrough::Stderr),
-                        Some(log),
+                        Some(Arc::clone(log)),
                     )
                     .map_err(spawn_err)?,
                 );
@@ -329,7 +443,46 @@ impl<'a> Supervisor<'a> {
         write_file(
             &run.dir.join("pid"),
             format!("{}\n", pid.as_raw_nonzero()).as_bytes(),
-        )
+        )?;
+        remove_file(&run.dir.join(WAITING_FILE))?;
+        self.prober.app_started(idx, Instant::now())?;
+        Ok(())
+    }
+
+    /// Start what is due: restarts whose back-off ran out, the next init app, and the
+    /// regular apps once every init app succeeded.
+    fn start_due(&mut self, now: Instant) -> Result<(), InitError> {
+        if self.stopping {
+            return Ok(());
+        }
+        for idx in 0..self.apps.len() {
+            if matches!(self.apps[idx].phase, Phase::BackOff { at } if now >= at) {
+                self.spawn(idx)?;
+            }
+        }
+        if self.init_failed || self.regular_started {
+            return Ok(());
+        }
+        for idx in 0..self.apps.len() {
+            if !self.apps[idx].app.init {
+                continue;
+            }
+            match self.apps[idx].phase {
+                // Only success ends an init app without failing the pod.
+                Phase::Done => continue,
+                Phase::Pending => return self.spawn(idx),
+                Phase::Running { .. } | Phase::BackOff { .. } => return Ok(()),
+            }
+        }
+        for idx in 0..self.apps.len() {
+            if !self.apps[idx].app.init {
+                self.spawn(idx)?;
+            }
+        }
+        self.regular_started = true;
+        // Only the app may hold the pty's app side now, so the relay sees its end.
+        self.pty = None;
+        write_file(&self.pod_dir.join("ready"), b"")
     }
 
     /// Reap every child that exited; record the apps among them.
@@ -345,35 +498,146 @@ impl<'a> Supervisor<'a> {
     }
 
     fn exited(&mut self, pid: Pid, status: WaitStatus) -> Result<(), InitError> {
-        let version = self.cgroups.as_ref().map(|c| c.version);
-        let Some(run) = self.apps.iter_mut().find(|r| r.pid == Some(pid)) else {
+        if self.prober.reaped(pid, status)? {
+            return Ok(());
+        }
+        let Some(idx) = self.apps.iter().position(|r| r.pid() == Some(pid)) else {
             return Ok(()); // an orphan that was reparented to us
         };
-        run.pid = None;
+        self.prober.app_stopped(idx)?;
+        let now = Instant::now();
+        let version = self.cgroups.as_ref().map(|c| c.version);
+        let cfg = self.cfg;
+        let run = &mut self.apps[idx];
+        let ran = match run.phase {
+            Phase::Running { since, .. } => now.saturating_duration_since(since),
+            _ => Duration::ZERO,
+        };
         let sigkill = status.terminating_signal() == Some(Signal::KILL.as_raw());
         let oom = match (version, &run.memory) {
             (Some(v), Some(dir)) => cgroups::oom_killed(v, dir, run.oom_baseline, sigkill),
             _ => false,
         };
-        let st = app_status(status, oom, run.started_at);
+        let mut st = app_status(status, oom, run.started_at);
+        st.restarts = run.restarts;
         let json = serde_json::to_vec(&st).map_err(|e| InitError::Write {
             path: run.dir.join("status"),
             source: io::Error::other(e),
         })?;
+        let failed = st.exit_code != 0 || run.liveness_failed;
+        let exit_code = st.exit_code;
         run.status = Some(st);
-        write_file(&run.dir.join("status"), &json)
+        run.liveness_kill = None;
+        run.liveness_failed = false;
+        write_file(&run.dir.join("status"), &json)?;
+
+        // An interactive app's terminal is gone once it exits.
+        let restart = !self.stopping
+            && !cfg.interactive
+            && should_restart(run.app.restart_policy, run.app.init, failed);
+        if !restart {
+            run.phase = Phase::Done;
+            if run.app.init && exit_code != 0 {
+                self.init_failed = true;
+            }
+            return Ok(());
+        }
+        let (delay, next) = backoff_delay(&cfg.backoff, run.next_delay, ran);
+        run.next_delay = next;
+        run.phase = Phase::BackOff { at: now + delay };
+        // A restarted app starts afresh: whatever its last run left behind goes.
+        if let Some(pgid) = run.pgid {
+            let _ = kill_process_group(pgid, Signal::KILL);
+        }
+        cgroups::kill_procs(&run.cgroups);
+        let waiting = Waiting {
+            reason: "CrashLoopBackOff".to_string(),
+            until: rfc3339(SystemTime::now() + delay),
+        };
+        let path = run.dir.join(WAITING_FILE);
+        let json = serde_json::to_vec(&waiting).map_err(|e| InitError::Write {
+            path: path.clone(),
+            source: io::Error::other(e),
+        })?;
+        write_file(&path, &json)
+    }
+
+    /// Stop the apps whose liveness probe failed (SIGTERM now, SIGKILL after the
+    /// grace period) and SIGKILL those whose grace period ran out.
+    fn enforce_liveness(&mut self, now: Instant, grace: Duration) -> Result<(), InitError> {
+        for (idx, message) in self.prober.take_liveness_failures() {
+            let run = &mut self.apps[idx];
+            let Some(pid) = run.pid() else { continue };
+            if self.stopping || run.liveness_failed {
+                continue;
+            }
+            eprintln!(
+                "stage1: app {}: liveness probe failed ({message}); stopping it",
+                run.app.name
+            );
+            run.liveness_failed = true;
+            run.liveness_kill = Some(now + grace);
+            signal_app(pid, Signal::TERM);
+            self.prober.app_stopped(idx)?;
+        }
+        for run in &mut self.apps {
+            if let (Some(at), Some(pid)) = (run.liveness_kill, run.pid()) {
+                if now >= at {
+                    signal_app(pid, Signal::KILL);
+                    run.liveness_kill = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The pod stops: pending restarts are cancelled, running apps get SIGTERM.
+    fn stop(&mut self) -> Result<(), InitError> {
+        self.stopping = true;
+        self.prober.stop_all();
+        for run in &mut self.apps {
+            match run.phase {
+                Phase::BackOff { .. } => {
+                    run.phase = Phase::Done;
+                    remove_file(&run.dir.join(WAITING_FILE))?;
+                }
+                Phase::Running { pid, .. } => signal_app(pid, Signal::TERM),
+                Phase::Pending | Phase::Done => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Nothing runs and nothing will start any more.
+    fn finished(&self) -> bool {
+        let active = self
+            .apps
+            .iter()
+            .any(|r| matches!(r.phase, Phase::Running { .. } | Phase::BackOff { .. }));
+        !active && (self.stopping || self.init_failed || self.regular_started)
+    }
+
+    /// When the loop must look again without being woken: a restart, a probe, a
+    /// liveness kill.
+    fn next_wakeup(&self) -> Option<Instant> {
+        let apps = self.apps.iter().filter_map(|r| match r.phase {
+            Phase::BackOff { at } => Some(at),
+            Phase::Running { .. } => r.liveness_kill,
+            _ => None,
+        });
+        apps.chain(self.prober.next_wakeup()).min()
     }
 
     fn running(&self) -> impl Iterator<Item = Pid> + '_ {
-        self.apps.iter().filter_map(|r| r.pid)
+        self.apps.iter().filter_map(AppRun::pid)
     }
 
-    /// SIGKILL whatever is left: the apps' groups and (default) the whole PID namespace.
-    fn kill_everything(&self) {
-        for r in &self.apps {
-            if let Some(pid) = r.pid {
-                signal_app(pid, Signal::KILL);
-            }
+    /// SIGKILL whatever is left: the apps' groups, probes and (default) the whole PID
+    /// namespace.
+    fn kill_everything(&mut self) {
+        self.prober.stop_all();
+        for pid in self.running().collect::<Vec<_>>() {
+            signal_app(pid, Signal::KILL);
         }
         if !self.fly {
             kill_all_in_pid_namespace();
@@ -382,6 +646,7 @@ impl<'a> Supervisor<'a> {
 
     /// After the apps are gone: kill strays, reap them, let the log readers drain.
     fn finish(&mut self, watch: &mut SignalWatch) {
+        self.prober.stop_all();
         if self.fly {
             // Whatever the apps left in their process groups. A group's ID is not
             // reused while the group exists, so this hits nothing else.
@@ -418,11 +683,68 @@ impl<'a> Supervisor<'a> {
     fn exit_code(&self) -> i32 {
         pod_exit_code(self.apps.iter().map(|r| r.status.as_ref()))
     }
+
+    /// The supervision loop, until nothing runs or will start any more.
+    fn run_loop(
+        &mut self,
+        watch: &mut SignalWatch,
+        relay: &mut Option<crate::pty::Relay>,
+    ) -> Result<(), InitError> {
+        let grace = Duration::from_secs(self.cfg.stop_grace_period_secs);
+        let mut stop_deadline: Option<Instant> = None;
+        let mut killed = false;
+        loop {
+            self.reap()?;
+            let now = Instant::now();
+            self.prober.poll(now)?;
+            self.start_due(now)?;
+            if !self.stopping {
+                self.prober.run_due(now)?;
+            }
+            self.enforce_liveness(now, grace)?;
+            if self.finished() {
+                return Ok(());
+            }
+            let mut wake_at = self.next_wakeup();
+            if let (Some(deadline), false) = (stop_deadline, killed) {
+                if now >= deadline {
+                    self.kill_everything();
+                    killed = true;
+                    continue;
+                }
+                wake_at = Some(wake_at.map_or(deadline, |w| w.min(deadline)));
+            }
+            let timeout = wake_at.map(|w| w.saturating_duration_since(now));
+            let mut extra = vec![self.prober.wake_fd()];
+            if let Some(r) = relay.as_ref() {
+                extra.extend(r.fds());
+            }
+            let (signals, ready) = watch.wait(timeout, &extra).map_err(InitError::Wait)?;
+            drop(extra);
+            if let Some(r) = relay {
+                if r.service(&ready[1..]) == crate::pty::RelayEvent::Escape {
+                    crate::pty::escape_notice();
+                    self.stop()?;
+                    self.kill_everything();
+                    killed = true;
+                    stop_deadline.get_or_insert_with(Instant::now);
+                }
+                if signals.contains(&signal_hook::consts::SIGWINCH) {
+                    r.resize();
+                }
+            }
+            if !self.stopping && signals.iter().any(|s| STOP_SIGNALS.contains(s)) {
+                self.stop()?;
+                stop_deadline = Some(Instant::now() + grace);
+            }
+        }
+    }
 }
 
-/// Run the pod's apps until they have all exited; returns the pod's exit code.
-/// `watch` must include SIGCHLD and [`STOP_SIGNALS`]; registering it before any
-/// process is started means no signal is missed.
+/// Run the pod's apps until they have all exited and none will be restarted; returns
+/// the pod's exit code. Init apps run first, one at a time in order; the others start
+/// once they all succeeded. `watch` must include SIGCHLD and [`STOP_SIGNALS`];
+/// registering it before any process is started means no signal is missed.
 pub fn supervise(
     pod_dir: &Path,
     cfg: &RuntimeConfig,
@@ -468,10 +790,15 @@ pub fn supervise(
             cgroups: app_cg.map(|c| c.dirs.clone()).unwrap_or_default(),
             memory: app_cg.and_then(|c| c.memory.clone()),
             oom_baseline: None,
-            pid: None,
+            phase: Phase::Pending,
             pgid: None,
             started_at: SystemTime::now(),
             status: None,
+            restarts: 0,
+            next_delay: Duration::from_secs(cfg.backoff.initial_secs),
+            liveness_kill: None,
+            liveness_failed: false,
+            log: None,
             pumps: Vec::new(),
         });
     }
@@ -481,68 +808,22 @@ pub fn supervise(
         fly: opts.fly,
         cgroups,
         apps,
+        prober: Prober::new(pod_dir, &cfg.apps)?,
+        pty: opts.pty_slave,
+        regular_started: false,
+        init_failed: false,
+        stopping: false,
     };
-
-    for idx in 0..sup.apps.len() {
-        if let Err(e) = sup.spawn(idx, opts.pty_slave.as_ref()) {
-            for pid in sup.running().collect::<Vec<_>>() {
-                signal_app(pid, Signal::KILL);
-            }
-            sup.finish(watch);
-            return Err(e);
-        }
-    }
-    // Only the apps may hold the pty's app side now, so the relay sees its end.
-    drop(opts.pty_slave);
     let mut relay = opts.relay;
-    let ready = pod_dir.join("ready");
-    write_file(&ready, b"")?;
-
-    let grace = Duration::from_secs(cfg.stop_grace_period_secs);
-    let mut stop_deadline: Option<Instant> = None;
-    let mut killed = false;
-    loop {
-        sup.reap()?;
-        if sup.running().next().is_none() {
-            break;
-        }
-        let timeout = match stop_deadline {
-            Some(deadline) if !killed => {
-                let now = Instant::now();
-                if now >= deadline {
-                    sup.kill_everything();
-                    killed = true;
-                    continue;
-                }
-                Some(deadline - now)
-            }
-            _ => None,
-        };
-        let extra = relay.as_ref().map(|r| r.fds()).unwrap_or_default();
-        let (signals, ready) = watch.wait(timeout, &extra).map_err(InitError::Wait)?;
-        drop(extra);
-        if let Some(r) = &mut relay {
-            if r.service(&ready) == crate::pty::RelayEvent::Escape {
-                crate::pty::escape_notice();
-                sup.kill_everything();
-                killed = true;
-                stop_deadline.get_or_insert_with(Instant::now);
-            }
-            if signals.contains(&signal_hook::consts::SIGWINCH) {
-                r.resize();
-            }
-        }
-        if stop_deadline.is_none() && signals.iter().any(|s| STOP_SIGNALS.contains(s)) {
-            for pid in sup.running().collect::<Vec<_>>() {
-                signal_app(pid, Signal::TERM);
-            }
-            stop_deadline = Some(Instant::now() + grace);
-        }
+    let result = sup.run_loop(watch, &mut relay);
+    if result.is_err() {
+        sup.kill_everything();
     }
     sup.finish(watch);
     if let Some(r) = &mut relay {
         r.drain(Instant::now() + DRAIN_TIMEOUT);
     }
+    result?;
     Ok(sup.exit_code())
 }
 
@@ -602,6 +883,62 @@ mod tests {
         assert_eq!(pod_exit_code([Some(&a), Some(&b), Some(&c)]), 5);
         assert_eq!(pod_exit_code([Some(&c), Some(&b)]), 6);
         assert_eq!(pod_exit_code([Some(&a), None]), 0);
+    }
+
+    #[test]
+    fn restart_policy_decides_restarts() {
+        use RestartPolicy::*;
+        // (policy, init, failed) -> restarted
+        let table = [
+            (Always, false, false, true),
+            (Always, false, true, true),
+            (OnFailure, false, false, false),
+            (OnFailure, false, true, true),
+            (Never, false, true, false),
+            (Never, false, false, false),
+            // Init apps: done once they succeed, retried after failures unless Never.
+            (Always, true, false, false),
+            (Always, true, true, true),
+            (OnFailure, true, false, false),
+            (OnFailure, true, true, true),
+            (Never, true, true, false),
+        ];
+        for (policy, init, failed, want) in table {
+            assert_eq!(
+                should_restart(policy, init, failed),
+                want,
+                "{policy:?} init={init} failed={failed}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets_after_a_long_run() {
+        let cfg = Backoff {
+            initial_secs: 10,
+            max_secs: 300,
+            reset_secs: 600,
+        };
+        let s = Duration::from_secs;
+        let short = s(1);
+        let mut next = s(cfg.initial_secs);
+        let mut delays = Vec::new();
+        for _ in 0..7 {
+            let (delay, n) = backoff_delay(&cfg, next, short);
+            delays.push(delay.as_secs());
+            next = n;
+        }
+        assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300]);
+        // A run of resetSecs starts over; one just short of it does not.
+        assert_eq!(backoff_delay(&cfg, next, s(599)).0, s(300));
+        assert_eq!(backoff_delay(&cfg, next, s(600)), (s(10), s(20)));
+        // An initial delay above the cap is capped.
+        let odd = Backoff {
+            initial_secs: 9,
+            max_secs: 5,
+            reset_secs: 1,
+        };
+        assert_eq!(backoff_delay(&odd, s(9), Duration::ZERO), (s(5), s(5)));
     }
 
     #[test]

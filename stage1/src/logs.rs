@@ -145,6 +145,11 @@ impl Pump {
             Err(mpsc::RecvTimeoutError::Timeout) => false,
         }
     }
+
+    /// Whether the stream has ended (the thread is done).
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
 }
 
 /// Copy `source` to `pass` (if any) and `log` on a new thread until end of file (or EIO, which a

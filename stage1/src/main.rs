@@ -9,6 +9,7 @@ mod enter;
 mod init;
 mod launch;
 mod logs;
+mod probe;
 mod pty;
 mod rootfs;
 mod security;

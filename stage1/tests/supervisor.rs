@@ -728,3 +728,406 @@ fn bad_runtime_json_is_a_stage1_failure() {
     assert!(pod.stderr().contains("version 2"), "{}", pod.stderr());
     pod.finish();
 }
+
+// ---- Restarts, init apps and probes ----
+
+/// Back-off that keeps restart tests fast: 1 s, 2 s, 2 s, ...
+fn fast_backoff() -> Value {
+    json!({"initialSecs": 1, "maxSecs": 2, "resetSecs": 5})
+}
+
+/// `app` with the pod's `data` volume at /data and `restartPolicy`.
+fn app_with(name: &str, script: &str, policy: &str) -> Value {
+    let mut a = app(name, script);
+    a["mounts"] = json!([{"volume": "data", "path": "/data"}]);
+    a["restartPolicy"] = json!(policy);
+    a
+}
+
+/// A pod with an empty volume `data` (host side: `volumes/data`) and fast back-off.
+fn pod_with_data(apps: Vec<Value>) -> Pod {
+    Pod::new(apps)
+        .set(
+            "volumes",
+            json!([{"name": "data", "kind": "empty", "mode": "0777"}]),
+        )
+        .set("backoff", fast_backoff())
+        .set("stopGracePeriodSecs", json!(2))
+}
+
+fn time_of(status: &Value, key: &str) -> std::time::SystemTime {
+    humantime::parse_rfc3339(status[key].as_str().unwrap()).unwrap()
+}
+
+/// The app's status, once it exists and parses.
+fn try_status(pod: &Pod, app: &str) -> Option<Value> {
+    serde_json::from_str(&pod.read(&format!("apps/{app}/status"))).ok()
+}
+
+#[test]
+fn on_failure_app_is_restarted_until_it_succeeds() {
+    if skip("on_failure_app_is_restarted_until_it_succeeds") {
+        return;
+    }
+    let pod = pod_with_data(vec![app_with(
+        "flaky",
+        "n=$(cat /data/count 2>/dev/null || echo 0); n=$((n+1)); echo $n >/data/count; \
+         echo run-$n >>/tmp/runs; [ $n -ge 3 ] || exit 7",
+        "OnFailure",
+    )]);
+    assert_eq!(code(pod.run()), 0, "stderr: {}", pod.stderr());
+    let status = pod.status("flaky");
+    assert_eq!(status["exitCode"], 0, "{status}");
+    assert_eq!(status["restarts"], 2, "{status}");
+    assert_eq!(pod.read("volumes/data/count").trim(), "3");
+    // The same upper dir: every run's writes to the image's /tmp are kept.
+    assert_eq!(
+        pod.read("apps/flaky/upper/tmp/runs"),
+        "run-1\nrun-2\nrun-3\n"
+    );
+    assert!(!pod.path("apps/flaky/waiting").exists());
+    pod.finish();
+}
+
+#[test]
+fn always_app_is_restarted_after_exit_0() {
+    if skip("always_app_is_restarted_after_exit_0") {
+        return;
+    }
+    let pod = pod_with_data(vec![app_with(
+        "again",
+        "echo run >>/data/runs; exit 0",
+        "Always",
+    )]);
+    let running = pod.start();
+    poll_until("three runs", LONG, || {
+        pod.read("volumes/data/runs").lines().count() >= 3
+    });
+    poll_until("the status of the second restart", LONG, || {
+        try_status(&pod, "again").is_some_and(|s| s["restarts"].as_u64() >= Some(2))
+    });
+    let status = pod.status("again");
+    assert_eq!(status["exitCode"], 0, "{status}");
+    running.signal(rustix::process::Signal::TERM);
+    let c = code(running.wait(&pod, LONG));
+    // Stopped while waiting to restart (0, its last exit) or while running (SIGTERM).
+    assert!(c == 0 || c == 143, "exit code {c}: {}", pod.stderr());
+    assert!(!pod.path("apps/again/waiting").exists());
+    pod.finish();
+}
+
+#[test]
+fn never_policy_runs_the_app_once() {
+    if skip("never_policy_runs_the_app_once") {
+        return;
+    }
+    let pod = pod_with_data(vec![app_with(
+        "once",
+        "echo run >>/data/runs; exit 3",
+        "Never",
+    )]);
+    assert_eq!(code(pod.run()), 3, "stderr: {}", pod.stderr());
+    assert_eq!(pod.read("volumes/data/runs"), "run\n");
+    assert_eq!(pod.status("once")["restarts"], 0);
+    assert!(!pod.path("apps/once/waiting").exists());
+    pod.finish();
+}
+
+#[test]
+fn back_off_delays_grow() {
+    if skip("back_off_delays_grow") {
+        return;
+    }
+    let pod = pod_with_data(vec![app_with("crasher", "exit 1", "OnFailure")]);
+    let running = pod.start();
+    // Each status stays at least a second (the back-off): polling sees every one.
+    let mut seen: Vec<Value> = Vec::new();
+    poll_until("three exits", LONG, || {
+        if let Some(s) = try_status(&pod, "crasher") {
+            let n = s["restarts"].as_u64().unwrap() as usize;
+            if n == seen.len() {
+                seen.push(s);
+            }
+        }
+        seen.len() >= 3
+    });
+    running.signal(rustix::process::Signal::TERM);
+    assert_eq!(code(running.wait(&pod, LONG)), 1, "{}", pod.stderr());
+    let gap = |i: usize| {
+        time_of(&seen[i + 1], "startedAt")
+            .duration_since(time_of(&seen[i], "finishedAt"))
+            .unwrap()
+    };
+    let (first, second) = (gap(0), gap(1));
+    // Millisecond timestamps: allow for the rounding.
+    assert!(first >= Duration::from_millis(990), "first gap {first:?}");
+    assert!(
+        second >= Duration::from_millis(1990),
+        "second gap {second:?} (doubled)"
+    );
+    assert!(second >= first, "{first:?} then {second:?}");
+    pod.finish();
+}
+
+#[test]
+fn sigterm_during_back_off_stops_the_pod_promptly() {
+    if skip("sigterm_during_back_off_stops_the_pod_promptly") {
+        return;
+    }
+    let pod = pod_with_data(vec![app_with("crasher", "exit 5", "Always")]).set(
+        "backoff",
+        json!({"initialSecs": 60, "maxSecs": 120, "resetSecs": 600}),
+    );
+    let running = pod.start();
+    poll_until("the app to wait for its restart", LONG, || {
+        pod.path("apps/crasher/waiting").exists()
+    });
+    let waiting: Value = serde_json::from_str(&pod.read("apps/crasher/waiting")).unwrap();
+    assert_eq!(waiting["reason"], "CrashLoopBackOff", "{waiting}");
+    let until = time_of(&waiting, "until");
+    let ahead = until
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    assert!(ahead >= Duration::from_secs(50), "until is {ahead:?} ahead");
+    let t0 = Instant::now();
+    running.signal(rustix::process::Signal::TERM);
+    let st = running.wait(&pod, LONG);
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    assert_eq!(code(st), 5, "{}", pod.stderr());
+    assert!(!pod.path("apps/crasher/waiting").exists());
+    assert_eq!(pod.status("crasher")["restarts"], 0);
+    pod.finish();
+}
+
+fn init_app(name: &str, script: &str, policy: &str) -> Value {
+    let mut a = app_with(name, script, policy);
+    a["init"] = json!(true);
+    a
+}
+
+#[test]
+fn init_apps_run_in_order_before_the_others() {
+    if skip("init_apps_run_in_order_before_the_others") {
+        return;
+    }
+    // The first init app is the slow one: run side by side, the second would write
+    // first. The regular apps check that both init apps finished.
+    let check = "[ \"$(cat /data/order)\" = \"$(printf 'init-1\\ninit-2')\" ] || exit 9";
+    let pod = pod_with_data(vec![
+        app_with("main", &format!("{check}; echo main >>/data/main"), "Never"),
+        init_app("init-1", "sleep 0.5; echo init-1 >>/data/order", "Never"),
+        init_app("init-2", "echo init-2 >>/data/order", "Never"),
+        app_with("side", &format!("{check}; echo side >>/data/main"), "Never"),
+    ]);
+    assert_eq!(code(pod.run()), 0, "stderr: {}", pod.stderr());
+    assert_eq!(pod.read("volumes/data/order"), "init-1\ninit-2\n");
+    let main = pod.read("volumes/data/main");
+    assert!(main.contains("main\n") && main.contains("side\n"), "{main}");
+    for a in ["main", "init-1", "init-2", "side"] {
+        assert_eq!(pod.status(a)["exitCode"], 0, "{a}");
+    }
+    // Each init app ran to completion before the next started.
+    assert!(
+        time_of(&pod.status("init-2"), "startedAt") >= time_of(&pod.status("init-1"), "finishedAt")
+    );
+    assert!(
+        time_of(&pod.status("main"), "startedAt") >= time_of(&pod.status("init-2"), "finishedAt")
+    );
+    assert!(pod.path("ready").exists());
+    pod.finish();
+}
+
+#[test]
+fn failing_init_app_with_never_fails_the_pod() {
+    if skip("failing_init_app_with_never_fails_the_pod") {
+        return;
+    }
+    let pod = pod_with_data(vec![
+        init_app("init-1", "echo init-1 >>/data/order; exit 4", "Never"),
+        init_app("init-2", "echo init-2 >>/data/order", "Never"),
+        app_with("main", "echo main >>/data/order", "Never"),
+    ]);
+    assert_eq!(code(pod.run()), 4, "stderr: {}", pod.stderr());
+    assert_eq!(pod.read("volumes/data/order"), "init-1\n");
+    assert_eq!(pod.status("init-1")["exitCode"], 4);
+    for a in ["init-2", "main"] {
+        assert!(!pod.path(&format!("apps/{a}/pid")).exists(), "{a} started");
+        assert!(!pod.path(&format!("apps/{a}/status")).exists(), "{a} ran");
+    }
+    assert!(!pod.path("ready").exists());
+    pod.finish();
+}
+
+#[test]
+fn failing_init_app_is_retried_with_on_failure() {
+    if skip("failing_init_app_is_retried_with_on_failure") {
+        return;
+    }
+    let pod = pod_with_data(vec![
+        init_app(
+            "setup",
+            "n=$(cat /data/count 2>/dev/null || echo 0); n=$((n+1)); echo $n >/data/count; \
+             [ $n -ge 2 ] || exit 6; echo done >/data/setup",
+            "OnFailure",
+        ),
+        app_with("main", "test -e /data/setup || exit 9", "OnFailure"),
+    ]);
+    assert_eq!(code(pod.run()), 0, "stderr: {}", pod.stderr());
+    let setup = pod.status("setup");
+    assert_eq!(
+        (setup["exitCode"].clone(), setup["restarts"].clone()),
+        (json!(0), json!(1))
+    );
+    assert_eq!(pod.status("main")["exitCode"], 0);
+    assert_eq!(pod.status("main")["restarts"], 0);
+    pod.finish();
+}
+
+fn probe_json(action: Value, extra: Value) -> Value {
+    let mut p = json!({
+        "action": action,
+        "initialDelaySecs": 0,
+        "periodSecs": 1,
+        "timeoutSecs": 1,
+        "successThreshold": 1,
+        "failureThreshold": 1,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    p
+}
+
+fn probe_file(pod: &Pod, app: &str) -> Option<Value> {
+    serde_json::from_str(&pod.read(&format!("apps/{app}/probe"))).ok()
+}
+
+#[test]
+fn failing_tcp_liveness_probe_restarts_the_app() {
+    if skip("failing_tcp_liveness_probe_restarts_the_app") {
+        return;
+    }
+    let mut a = app_with("deaf", "exec sleep 600", "Always");
+    a["livenessProbe"] = probe_json(json!({"type": "tcpSocket", "port": 8081}), json!({}));
+    // The pod's own network namespace: nothing listens on 8081 in it.
+    let pod = pod_with_data(vec![a]).set("privateNetwork", json!(true));
+    let running = pod.start();
+    poll_until("the second liveness kill", LONG, || {
+        try_status(&pod, "deaf").is_some_and(|s| s["restarts"].as_u64() >= Some(1))
+    });
+    let status = pod.status("deaf");
+    assert_eq!(status["signal"], 15, "{status}");
+    assert_eq!(status["exitCode"], 143, "{status}");
+    let probe = probe_file(&pod, "deaf").unwrap();
+    assert_eq!(probe["liveness"]["ok"], false, "{probe}");
+    let message = probe["liveness"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot connect to 127.0.0.1:8081"),
+        "{probe}"
+    );
+    assert!(
+        pod.stderr().contains("liveness probe failed"),
+        "{}",
+        pod.stderr()
+    );
+    running.signal(rustix::process::Signal::TERM);
+    running.wait(&pod, LONG);
+    pod.finish();
+}
+
+#[test]
+fn exec_liveness_probe_runs_in_the_app() {
+    if skip("exec_liveness_probe_runs_in_the_app") {
+        return;
+    }
+    // Healthy for about three seconds, then the file the probe looks for (in the app's
+    // own /tmp, not visible from outside its mount namespace) goes away.
+    let mut a = app_with(
+        "sick",
+        "touch /tmp/healthy; echo run >>/data/runs; sleep 3; rm /tmp/healthy; exec sleep 600",
+        "OnFailure",
+    );
+    // Two failures in a row kill it: one early probe on a slow start does not.
+    a["livenessProbe"] = probe_json(
+        json!({"type": "exec", "command": ["/bin/sh", "-c", "test -e /tmp/healthy"]}),
+        json!({"initialDelaySecs": 1, "failureThreshold": 2}),
+    );
+    let pod = pod_with_data(vec![a]);
+    let running = pod.start();
+    poll_until("a passing liveness probe", LONG, || {
+        probe_file(&pod, "sick").is_some_and(|p| p["liveness"]["ok"] == true)
+    });
+    assert!(try_status(&pod, "sick").is_none(), "killed while healthy");
+    poll_until("the liveness kill", LONG, || {
+        try_status(&pod, "sick").is_some()
+    });
+    let status = pod.status("sick");
+    assert_eq!(status["exitCode"], 143, "{status}");
+    let probe = probe_file(&pod, "sick").unwrap();
+    assert_eq!(probe["liveness"]["ok"], false, "{probe}");
+    assert_eq!(probe["liveness"]["message"], "exit status 1", "{probe}");
+    // Killed by SIGTERM counts as a failure: OnFailure starts it again.
+    poll_until("the restart", LONG, || {
+        pod.read("volumes/data/runs").lines().count() >= 2
+    });
+    running.signal(rustix::process::Signal::TERM);
+    running.wait(&pod, LONG);
+    pod.finish();
+}
+
+#[test]
+fn http_readiness_probe_maintains_the_ready_file() {
+    if skip("http_readiness_probe_maintains_the_ready_file") {
+        return;
+    }
+    let mut web = app_with("web", "exec httpd -f -p 8080 -h /data", "Always");
+    web["readinessProbe"] = probe_json(
+        json!({"type": "httpGet", "path": "/ready.html", "port": 8080}),
+        json!({}),
+    );
+    let side = app_with("side", "exec sleep 600", "Always");
+    let pod = pod_with_data(vec![web, side]).set("privateNetwork", json!(true));
+    let running = pod.start();
+    pod.wait_ready();
+    // Without a readiness probe: ready once started.
+    poll_until("side to be ready", LONG, || {
+        pod.path("apps/side/ready").exists()
+    });
+    // httpd is up (so its volume is mounted) and answers 404 for the missing file.
+    poll_until("a readiness probe answered 404", LONG, || {
+        probe_file(&pod, "web").is_some_and(|p| {
+            p["readiness"]["ok"] == false
+                && p["readiness"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.ends_with("404 Not Found"))
+        })
+    });
+    assert!(!pod.path("apps/web/ready").exists());
+
+    fs::write(pod.path("volumes/data/ready.html"), "ok\n").unwrap();
+    poll_until("web to be ready", LONG, || {
+        pod.path("apps/web/ready").exists()
+    });
+    let probe = probe_file(&pod, "web").unwrap();
+    assert_eq!(probe["readiness"]["ok"], true, "{probe}");
+    assert!(
+        probe["readiness"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(" 200 "),
+        "{probe}"
+    );
+
+    fs::remove_file(pod.path("volumes/data/ready.html")).unwrap();
+    poll_until("web to be unready", LONG, || {
+        !pod.path("apps/web/ready").exists()
+    });
+    assert!(pod.path("apps/side/ready").exists());
+    // Readiness never restarts anything.
+    assert!(try_status(&pod, "web").is_none());
+
+    running.signal(rustix::process::Signal::TERM);
+    running.wait(&pod, LONG);
+    assert!(!pod.path("apps/side/ready").exists());
+    pod.finish();
+}
