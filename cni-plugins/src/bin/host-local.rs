@@ -1,0 +1,5 @@
+//! The `host-local` CNI plugin.
+
+fn main() -> std::process::ExitCode {
+    cni_plugins::skel::run_plugin(cni_plugins::host_local::PLUGIN)
+}

@@ -1,0 +1,5 @@
+//! The `loopback` CNI plugin.
+
+fn main() -> std::process::ExitCode {
+    cni_plugins::skel::run_plugin(cni_plugins::loopback::PLUGIN)
+}

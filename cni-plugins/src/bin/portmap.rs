@@ -1,0 +1,5 @@
+//! The `portmap` CNI plugin.
+
+fn main() -> std::process::ExitCode {
+    cni_plugins::skel::run_plugin(cni_plugins::portmap::PLUGIN)
+}
