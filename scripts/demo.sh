@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh machine (as root): build rkt, build the example
 # busybox image, sign it with a freshly made key, trust that key for the image's name,
-# fetch (verifying the signature) and list the store.
+# fetch (verifying the signature) and list the store; then run the reconciler with the
+# example Pod manifests (examples/pods/*.yaml): apply them, wait until they run, show
+# `rkt reconcile status` and `rkt list`, delete them and stop the reconciler.
 #
 # It uses rkt's defaults (/var/lib/rkt, /etc/rkt). To keep it away from those, set
 # RKT_DEMO_ROOT=/some/dir and everything goes under that directory instead.
@@ -9,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-cargo build --release --quiet -p rkt -p stage1
+cargo build --release --quiet -p rkt -p stage1 -p cni-plugins
 rkt=$PWD/target/release/rkt
 
 flags=()
@@ -19,7 +21,12 @@ fi
 
 work=$(mktemp -d)
 export GNUPGHOME=$work/gnupg
-cleanup() { gpgconf --kill gpg-agent 2>/dev/null || true; rm -rf "$work"; }
+reconciler=
+cleanup() {
+    if [ -n "$reconciler" ]; then kill -TERM "$reconciler" 2>/dev/null || true; wait "$reconciler" 2>/dev/null || true; fi
+    gpgconf --kill gpg-agent 2>/dev/null || true
+    rm -rf "$work"
+}
 trap cleanup EXIT
 mkdir -m 700 "$GNUPGHOME"
 
@@ -39,3 +46,20 @@ echo "== rkt image list"
 "$rkt" "${flags[@]}" image list
 echo "== rkt image verify"
 "$rkt" "${flags[@]}" image verify
+
+echo "== rkt reconcile (in the background; its log: the pods it starts and stops)"
+"$rkt" "${flags[@]}" reconcile --resync=2s --stop-pods-on-exit &
+reconciler=$!
+echo "== rkt apply -f examples/pods --wait (writes them into the pods dir)"
+rc=0
+"$rkt" "${flags[@]}" apply -f examples/pods --wait=120s || rc=$?
+echo "== rkt reconcile status"
+"$rkt" "${flags[@]}" reconcile status
+echo "== rkt list"
+"$rkt" "${flags[@]}" list
+echo "== rkt delete -f examples/pods --wait (the reconciler stops and removes the pods)"
+"$rkt" "${flags[@]}" delete -f examples/pods --wait=60s || rc=$?
+kill -TERM "$reconciler"
+wait "$reconciler" || rc=$?
+reconciler=
+exit "$rc"

@@ -11,6 +11,7 @@ packages=(
     attr             # xattr checks in extraction tests
     sqlite3          # inspecting the store index by hand
     hyperfine        # benchmarks
+    docker-registry skopeo umoci apache2-utils openssl   # OCI tests: registry, push, build, htpasswd, certs
     runc             # baseline of the pod start benchmark
     util-linux       # unshare, nsenter in tests
     containernetworking-plugins   # reference CNI plugins (tests run pods against them too)

@@ -14,8 +14,10 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
+set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/rkt-test-$$.log | grep -vE '^test .* \.\.\. ok$'
 status=${PIPESTATUS[0]}
+set -e
 passed=$(grep -Eo '[0-9]+ passed' /tmp/rkt-test-$$.log | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' /tmp/rkt-test-$$.log | awk '{s+=$1} END {print s+0}')
 ignored=$(grep -Eo '[0-9]+ ignored' /tmp/rkt-test-$$.log | awk '{s+=$1} END {print s+0}')

@@ -165,7 +165,7 @@ fn isolation_seen_from_inside() {
     need_root!("isolation_seen_from_inside");
     let s = setup();
     let rkt = &s.rkt;
-    let out = rkt.ok(["run", NAME, "--exec=/probe"]);
+    let out = rkt.ok(["run", "--net=host", NAME, "--exec=/probe"]);
     let r = report(&out);
     let pod = only_pod(rkt);
     let uuid = pod["uuid"].as_str().unwrap();
@@ -174,7 +174,7 @@ fn isolation_seen_from_inside() {
     assert_eq!(
         r["netDevs"].as_array().unwrap().len(),
         fs::read_to_string("/proc/net/dev").unwrap().lines().count() - 2,
-        "--net=host is the default until CNI lands"
+        "--net=host shares the host's network namespace"
     );
     assert_eq!(r["pid1Comm"], "stage1", "stage1 is pid 1 of the pod");
     assert!(
@@ -243,7 +243,15 @@ fn exit_codes_env_user_and_working_dir() {
     need_root!("exit_codes_env_user_and_working_dir");
     let s = setup();
     let rkt = &s.rkt;
-    let res = rkt.run(["run", NAME, "--exec=/probe", "--", "exit", "42"]);
+    let res = rkt.run([
+        "run",
+        "--net=host",
+        NAME,
+        "--exec=/probe",
+        "--",
+        "exit",
+        "42",
+    ]);
     assert_eq!(res.code(), Some(42), "{}", res.stderr());
     let pod = only_pod(rkt);
     assert_eq!(pod["apps"][0]["exitCode"], 42);
@@ -255,6 +263,7 @@ fn exit_codes_env_user_and_working_dir() {
 
     let out = rkt.ok([
         "run",
+        "--net=host",
         "--set-env=POD=all",
         NAME,
         "--exec=/probe",
@@ -285,6 +294,7 @@ fn exit_codes_env_user_and_working_dir() {
     // First failing app's code wins; 0 when all succeed.
     let res = rkt.run([
         "run",
+        "--net=host",
         NAME,
         "--name=a",
         "--exec=/probe",
@@ -314,6 +324,7 @@ fn apps_share_pid_ipc_uts_but_not_roots() {
              [ -e /only-in-a ] && exit 3; hostname; ls /proc | grep -c '^[0-9]'; exit 0";
     let res = rkt.run([
         "run",
+        "--net=host",
         NAME,
         "--name=a",
         "--exec=/bin/sh",
@@ -354,6 +365,7 @@ fn volumes_host_empty_and_read_only() {
                   if echo no > /ro/nope 2>/dev/null; then exit 5; fi; cat /scratch/x";
     let res = rkt.run([
         "run",
+        "--net=host",
         "--volume",
         &vol_rw,
         "--volume",
@@ -384,6 +396,7 @@ fn volumes_host_empty_and_read_only() {
     // A volume whose source does not exist: clear error, exit 254, no pod left running.
     rkt.run([
         "run",
+        "--net=host",
         "--volume",
         "v,kind=host,source=/nonexistent/src",
         NAME,
@@ -399,6 +412,7 @@ fn memory_limit_kills_a_hog_and_records_oom() {
     let rkt = &s.rkt;
     let res = rkt.run([
         "run",
+        "--net=host",
         NAME,
         "--memory=32Mi",
         "--exec=/probe",
@@ -412,6 +426,7 @@ fn memory_limit_kills_a_hog_and_records_oom() {
     // Within the limit it runs fine.
     let res = rkt.run([
         "run",
+        "--net=host",
         NAME,
         "--memory=128Mi",
         "--cpu=500m",
@@ -432,6 +447,7 @@ fn limits_are_written_to_the_pod_cgroups() {
         rkt,
         &[
             "run",
+            "--net=host",
             NAME,
             "--memory=64Mi",
             "--cpu=250m",
@@ -472,7 +488,18 @@ fn stop_with_grace_period_and_force_then_gc_leaves_nothing() {
     let rkt = &s.rkt;
 
     // A well-behaved app exits on SIGTERM.
-    let bg = Background::start(rkt, &["run", NAME, "--exec=/probe", "--", "sleep", "600"]);
+    let bg = Background::start(
+        rkt,
+        &[
+            "run",
+            "--net=host",
+            NAME,
+            "--exec=/probe",
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
     let uuid = wait_running(rkt);
     let pid: i32 = fs::read_to_string(rkt.data_dir().join("pods/run").join(&uuid).join("pid"))
         .unwrap()
@@ -495,6 +522,7 @@ fn stop_with_grace_period_and_force_then_gc_leaves_nothing() {
         rkt,
         &[
             "run",
+            "--net=host",
             "--stop-grace-period=1s",
             NAME,
             "--exec=/bin/sh",
@@ -524,6 +552,7 @@ fn stop_with_grace_period_and_force_then_gc_leaves_nothing() {
         rkt,
         &[
             "run",
+            "--net=host",
             NAME,
             "--exec=/bin/sh",
             "--",
@@ -561,7 +590,18 @@ fn killed_stage1_is_seen_as_exited_and_collected() {
     need_root!("killed_stage1_is_seen_as_exited_and_collected");
     let s = setup();
     let rkt = &s.rkt;
-    let mut bg = Background::start(rkt, &["run", NAME, "--exec=/probe", "--", "sleep", "600"]);
+    let mut bg = Background::start(
+        rkt,
+        &[
+            "run",
+            "--net=host",
+            NAME,
+            "--exec=/probe",
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
     let uuid = wait_running(rkt);
     let pid_file = rkt.data_dir().join("pods/run").join(&uuid).join("pid");
     let pod_pid1: i32 = fs::read_to_string(&pid_file)
@@ -602,6 +642,7 @@ fn enter_runs_with_the_apps_isolation() {
         rkt,
         &[
             "run",
+            "--net=host",
             NAME,
             "--caps-remove=CAP_CHOWN",
             "--exec=/probe",
@@ -645,7 +686,7 @@ fn prepare_run_prepared_cat_manifest_rm() {
     let manifest: Value = serde_json::from_str(&rkt.ok(["cat-manifest", &uuid[..8]])).unwrap();
     assert_eq!(manifest["acKind"], "PodManifest");
     assert_eq!(manifest["apps"][0]["image"]["name"], NAME);
-    rkt.ok(["run-prepared", &uuid]);
+    rkt.ok(["run-prepared", "--net=host", &uuid]);
     assert_eq!(only_pod(rkt)["state"], "exited");
     rkt.ok(["rm", &uuid]);
     assert!(pods_json(rkt).is_empty());
@@ -668,7 +709,7 @@ fn net_none_has_only_loopback_and_net_host_sees_the_host() {
     );
     // lo is up inside --net=none: a listener on 127.0.0.1 is reachable.
     let res = rkt.run([
-        "run", "--net=none", NAME, "--exec=/bin/sh", "--", "-c",
+        "run","--net=none", NAME, "--exec=/bin/sh", "--", "-c",
         "nc -l -p 7000 -e echo pong & i=0; until echo ping | nc 127.0.0.1 7000 | grep -q pong; do i=$((i+1)); [ $i -gt 100 ] && exit 1; usleep 20000; done",
     ]);
     assert_eq!(res.code(), Some(0), "{}", res.stderr());
@@ -679,7 +720,13 @@ fn fly_flavor_uses_the_host_namespaces() {
     need_root!("fly_flavor_uses_the_host_namespaces");
     let s = setup();
     let rkt = &s.rkt;
-    let out = rkt.ok(["run", "--stage1-name=fly", NAME, "--exec=/probe"]);
+    let out = rkt.ok([
+        "run",
+        "--net=host",
+        "--stage1-name=fly",
+        NAME,
+        "--exec=/probe",
+    ]);
     let r = report(&out);
     let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_eq!(r["hostname"], host.trim(), "host UTS namespace");
@@ -691,13 +738,18 @@ fn bad_input_exits_254_and_leaves_no_running_pod() {
     need_root!("bad_input_exits_254_and_leaves_no_running_pod");
     let s = setup();
     let rkt = &s.rkt;
-    rkt.run(["run", "--pull-policy=never", "example.com/unknown:1.0"])
-        .fails_with(254, &["example.com/unknown"]);
-    rkt.run(["run", NAME, "--exec=/bin/nothing-here"])
+    rkt.run([
+        "run",
+        "--net=host",
+        "--pull-policy=never",
+        "example.com/unknown:1.0",
+    ])
+    .fails_with(254, &["example.com/unknown"]);
+    rkt.run(["run", "--net=host", NAME, "--exec=/bin/nothing-here"])
         .fails_with(254, &["/bin/nothing-here"]);
-    rkt.run(["run", NAME, "--memory=lots"])
+    rkt.run(["run", "--net=host", NAME, "--memory=lots"])
         .fails_with(254, &["lots"]);
-    rkt.run(["run", NAME, "--bogus-flag=1"])
+    rkt.run(["run", "--net=host", NAME, "--bogus-flag=1"])
         .fails_with(254, &["--bogus-flag"]);
     rkt.run(["run", "--net=weird", NAME])
         .fails_with(254, &["weird"]);

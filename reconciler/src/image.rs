@@ -1,11 +1,14 @@
 //! Glue between the blob store and the tree store: an image's layers (its appc
-//! dependencies, depth-first, then itself) and rendering them.
+//! dependencies, depth-first, then itself; for an OCI image, its layer blobs with
+//! whiteouts) and rendering them.
 
 use std::path::{Path, PathBuf};
 
+use crate::extract::UnpackOptions;
 use crate::image_ref::ImageRef;
+use crate::oci::{self, OciError};
 use crate::store::{ImageInfo, Store, StoreError};
-use crate::treestore::{self, TreeError, TreeStore};
+use crate::treestore::{self, Layer, TreeError, TreeStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -21,11 +24,17 @@ pub enum ImageError {
     NotFound(String),
     #[error("{0}")]
     Reference(#[from] crate::image_ref::ImageRefError),
+    #[error(transparent)]
+    Oci(#[from] Box<OciError>),
 }
 
-/// Find an image already in the store by ID prefix or by name (`name[:version][,k=v]`).
+/// Find an image already in the store by ID prefix, by name (`name[:version][,k=v]`)
+/// or by `docker://` reference.
 pub fn lookup(store: &Store, input: &str) -> Result<ImageInfo, ImageError> {
     match ImageRef::parse(input)? {
+        ImageRef::Docker(reference) => oci::lookup(store, &reference)
+            .map_err(Box::new)?
+            .ok_or_else(|| ImageError::NotFound(input.to_string())),
         ImageRef::Hash(prefix) => Ok(store.resolve(&prefix)?),
         ImageRef::Name { name, labels } => store
             .find_by_name(name.as_str(), &labels)?
@@ -78,14 +87,36 @@ fn collect(
     Ok(())
 }
 
+/// The tar files to apply, in order, to render `image`: for an ACI, the `rootfs/` of
+/// each layer of [`layers`]; for an OCI image, its uncompressed layer blobs, with
+/// whiteouts.
+pub fn render_layers(store: &Store, image: &ImageInfo) -> Result<Vec<Layer>, ImageError> {
+    let oci_layers = store.oci_layers(&image.id)?;
+    if !oci_layers.is_empty() {
+        return Ok(oci_layers
+            .into_iter()
+            .map(|path| Layer {
+                path,
+                options: UnpackOptions {
+                    whiteouts: true,
+                    ..UnpackOptions::default()
+                },
+            })
+            .collect());
+    }
+    Ok(layers(store, image)?
+        .iter()
+        .map(|l| Layer::aci(store.blob_path(&l.id)))
+        .collect())
+}
+
 /// Render an image into the tree store (cached) and return its rootfs path.
 pub fn render(store: &Store, image: &ImageInfo) -> Result<PathBuf, ImageError> {
     let trees = TreeStore::new(store.tree_dir());
-    let layers = layers(store, image)?;
-    let blobs: Vec<PathBuf> = layers.iter().map(|l| store.blob_path(&l.id)).collect();
-    Ok(trees.render(
+    let layers = render_layers(store, image)?;
+    Ok(trees.render_layers(
         &image.id,
-        &blobs,
+        &layers,
         &image.manifest_json,
         &image.manifest.path_whitelist,
     )?)
@@ -99,14 +130,13 @@ pub fn render_to(
     dest: &Path,
     rootfs_only: bool,
 ) -> Result<(), ImageError> {
-    let layers = layers(store, image)?;
-    let blobs: Vec<PathBuf> = layers.iter().map(|l| store.blob_path(&l.id)).collect();
+    let layers = render_layers(store, image)?;
     let rootfs = if rootfs_only {
         dest.to_path_buf()
     } else {
         dest.join("rootfs")
     };
-    treestore::render_into(&rootfs, &blobs, &image.manifest.path_whitelist)?;
+    treestore::render_layers_into(&rootfs, &layers, &image.manifest.path_whitelist)?;
     if !rootfs_only {
         std::fs::write(dest.join("manifest"), &image.manifest_json).map_err(|source| {
             ImageError::Tree(TreeError::WriteFile {

@@ -61,6 +61,20 @@ pub fn prepare(
     progress: &dyn Progress,
     req: &PodRequest,
 ) -> Result<(Pod, RuntimeConfig), PrepareError> {
+    prepare_with(store, keystore, pods, progress, req, &|_| {})
+}
+
+/// [`prepare`], with `adjust` applied to the runtime configuration once it is built and
+/// before the pod directory is written: the reconciler sets what `rkt run` has no flags
+/// for (init apps, restart policies, probes, read-only mounts, privileged apps).
+pub fn prepare_with(
+    store: &Store,
+    keystore: &Keystore,
+    pods: &Pods,
+    progress: &dyn Progress,
+    req: &PodRequest,
+    adjust: &dyn Fn(&mut RuntimeConfig),
+) -> Result<(Pod, RuntimeConfig), PrepareError> {
     let mut resolved = Vec::with_capacity(req.apps.len());
     for app in &req.apps {
         let reference = ImageRef::parse(&app.image)?;
@@ -87,8 +101,10 @@ pub fn prepare(
         });
     }
     let uuid = req.uuid.clone().unwrap_or_else(pods::new_uuid);
-    let runtime = pod_spec::build_runtime(&uuid, &req.pod, &resolved)?;
-    let manifest = pod_manifest(&runtime, &resolved, &req.annotations);
+    let mut runtime = pod_spec::build_runtime(&uuid, &req.pod, &resolved)?;
+    adjust(&mut runtime);
+    let mut manifest = pod_manifest(&runtime, &resolved, &req.annotations);
+    manifest.ports = pod_spec::resolve_ports(&req.pod.ports, &resolved)?;
     let pod = pods
         .prepare(&manifest, &runtime)
         .map_err(|e| PrepareError::Pod(Box::new(e)))?;

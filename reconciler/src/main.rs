@@ -49,6 +49,10 @@ pub struct Cli {
     /// Print debug logs on stderr.
     #[arg(long, global = true)]
     pub debug: bool,
+    /// Where CNI plugins are looked up, a ':'-separated list of directories (default:
+    /// the directory of this rkt binary, then /usr/lib/cni, then /opt/cni/bin).
+    #[arg(long, global = true, value_name = "DIRS")]
+    pub cni_path: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -84,19 +88,34 @@ pub enum Command {
     Enter(cmd::pods::EnterArgs),
     /// Print an app's output.
     Logs(cmd::pods::LogsArgs),
+    /// Keep this host's pods equal to a directory of Kubernetes Pod YAML
+    /// (`rkt reconcile status` shows how that goes).
+    Reconcile(cmd::reconcile::ReconcileArgs),
+    /// Validate Pod manifests and put them into the pods dir.
+    Apply(cmd::reconcile::ApplyArgs),
+    /// Take Pod manifests out of the pods dir (their pods are stopped and removed).
+    Delete(cmd::reconcile::DeleteArgs),
     /// Print the version.
     Version,
 }
 
 impl Cli {
+    /// `--cni-path`, if given.
+    pub fn cni_path(&self) -> Option<rkt::net::CniPath> {
+        self.cni_path.as_deref().map(rkt::net::CniPath::parse)
+    }
+
     pub fn dirs(&self) -> Dirs {
         Dirs::new(&self.dir, &self.local_config, &self.system_config)
     }
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
-    init_logging(cli.debug);
+    // The reconcile loop is a service: it logs what it does (info) by default.
+    let service = matches!(&cli.command, Command::Reconcile(a) if a.command.is_none());
+    init_logging(cli.debug, service);
     let result = match &cli.command {
         Command::Fetch(args) => cmd::fetch::run(&cli, args),
         Command::Trust(args) => cmd::trust::run(&cli, args),
@@ -112,6 +131,9 @@ fn main() -> ExitCode {
         Command::CatManifest(args) => cmd::pods::cat_manifest(&cli, args),
         Command::Enter(args) => cmd::pods::enter(&cli, args),
         Command::Logs(args) => cmd::pods::logs(&cli, args),
+        Command::Reconcile(args) => cmd::reconcile::reconcile(&cli, args),
+        Command::Apply(args) => cmd::reconcile::apply(&cli, args),
+        Command::Delete(args) => cmd::reconcile::delete(&cli, args),
         Command::Version => {
             println!("rkt Version: {}", env!("CARGO_PKG_VERSION"));
             println!("appc Version: {}", manifests::appc::AC_VERSION);
@@ -127,9 +149,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(debug: bool) {
+/// Rust ignores SIGPIPE, so printing to a closed pipe (`rkt list | head -1`) would
+/// panic; like other Unix tools, rkt should just end.
+fn restore_sigpipe() {
+    // SAFETY: called first in main, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE and no handler is involved.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+fn init_logging(debug: bool, service: bool) {
     let level = if debug {
         tracing::Level::DEBUG
+    } else if service {
+        tracing::Level::INFO
     } else {
         tracing::Level::WARN
     };

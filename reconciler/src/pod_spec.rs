@@ -23,7 +23,7 @@ pub enum SpecError {
         path: String,
         image: String,
     },
-    #[error("app {app}: exec path {path} must be absolute")]
+    #[error("app {app}: exec {path} is not absolute and not in the image's PATH")]
     ExecRelative { app: String, path: String },
     #[error("two apps are named {0}; give one a different --name")]
     DuplicateApp(String),
@@ -43,6 +43,14 @@ pub enum SpecError {
     Interactive(usize),
     #[error("app {app}: unknown capability {cap} in image isolator")]
     Capability { app: String, cap: String },
+    #[error(
+        "--port {name}: no app of the pod has a port named {name} (the images' ports: {available})"
+    )]
+    UnknownPort { name: String, available: String },
+    #[error("--port: host port {port} is given twice")]
+    DuplicateHostPort { port: u16 },
+    #[error("--port: port {name} is given twice")]
+    DuplicatePortName { name: String },
 }
 
 /// Pod-wide choices (`rkt run` flags before the first image).
@@ -63,6 +71,63 @@ pub struct PodOptions {
     /// `--net=none`: a network namespace of the pod's own, with only loopback.
     pub private_network: bool,
     pub cgroup_root: Option<PathBuf>,
+    /// Host ports to forward to app ports (`--port NAME:HOSTPORT`); the app port is
+    /// found by name in the images ([`resolve_ports`]).
+    pub ports: Vec<manifests::pod::ExposedPort>,
+}
+
+/// Check `--port` requests against the apps' image ports (`app.ports`) and fill in
+/// each one's app port (protocol and number): the pod manifest's `ports`.
+pub fn resolve_ports(
+    requested: &[manifests::pod::ExposedPort],
+    apps: &[ResolvedApp],
+) -> Result<Vec<manifests::pod::ExposedPort>, SpecError> {
+    let image_ports: Vec<&appc::Port> = apps
+        .iter()
+        .filter_map(|a| a.manifest.app.as_ref())
+        .flat_map(|a| a.ports.iter())
+        .collect();
+    let mut out: Vec<manifests::pod::ExposedPort> = Vec::new();
+    for req in requested {
+        if out.iter().any(|p| p.name == req.name) {
+            return Err(SpecError::DuplicatePortName {
+                name: req.name.clone(),
+            });
+        }
+        // A request that names its app port already (the reconciler's Kubernetes
+        // `containerPort`s) is taken as it is; others are looked up by name.
+        let found = req
+            .pod_port
+            .as_ref()
+            .or_else(|| image_ports.iter().copied().find(|p| p.name == req.name));
+        let Some(port) = found else {
+            let names: Vec<&str> = image_ports.iter().map(|p| p.name.as_str()).collect();
+            return Err(SpecError::UnknownPort {
+                name: req.name.clone(),
+                available: if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                },
+            });
+        };
+        let protocol = port.protocol.to_ascii_lowercase();
+        let clash = out.iter().any(|p| {
+            p.host_port == req.host_port
+                && p.pod_port
+                    .as_ref()
+                    .is_some_and(|pp| pp.protocol.eq_ignore_ascii_case(&protocol))
+        });
+        if clash {
+            return Err(SpecError::DuplicateHostPort {
+                port: req.host_port,
+            });
+        }
+        let mut exposed = req.clone();
+        exposed.pod_port = Some((*port).clone());
+        out.push(exposed);
+    }
+    Ok(out)
 }
 
 /// One app whose image is in the store and rendered.
@@ -230,6 +295,34 @@ fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecErr
     if a.args_given {
         exec.truncate(1);
         exec.extend(a.args.iter().cloned());
+    }
+    // A bare program name is looked up in the app's PATH inside the image, as
+    // Kubernetes and Docker do for `command`.
+    if let Some(first) = exec.first_mut() {
+        if !first.is_empty() && !first.contains('/') {
+            let path_var = a
+                .env
+                .iter()
+                .chain(opts.env.iter())
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.clone())
+                .or_else(|| {
+                    image_app
+                        .environment
+                        .iter()
+                        .find(|nv| nv.name == "PATH")
+                        .map(|nv| nv.value.clone())
+                })
+                .unwrap_or_else(|| DEFAULT_PATH.to_string());
+            let found = path_var
+                .split(':')
+                .filter(|d| d.starts_with('/'))
+                .map(|d| format!("{}/{first}", d.trim_end_matches('/')))
+                .find(|p| exists_in_root(&app.rootfs, p));
+            if let Some(found) = found {
+                *first = found;
+            }
+        }
     }
     let Some(program) = exec.first() else {
         return Err(SpecError::NoExec {
@@ -586,6 +679,24 @@ mod tests {
         let e =
             build_runtime("u", &PodOptions::default(), &[resolved(r.path(), missing)]).unwrap_err();
         assert!(e.to_string().contains("/bin/nothing"), "{e}");
+        // A bare name is found through PATH in the image; an unknown one is refused.
+        let bare = AppArgs {
+            exec: Some("busybox".into()),
+            ..AppArgs::default()
+        };
+        let cfg = build_runtime("u", &PodOptions::default(), &[resolved(r.path(), bare)]).unwrap();
+        assert_eq!(
+            cfg.apps[0].exec[0], "/sbin/busybox",
+            "first PATH entry that has it"
+        );
+        let unknown = AppArgs {
+            exec: Some("nothing".into()),
+            ..AppArgs::default()
+        };
+        assert!(matches!(
+            build_runtime("u", &PodOptions::default(), &[resolved(r.path(), unknown)]),
+            Err(SpecError::ExecRelative { .. })
+        ));
         let two = [
             resolved(r.path(), AppArgs::default()),
             resolved(r.path(), AppArgs::default()),

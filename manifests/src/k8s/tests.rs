@@ -1822,7 +1822,10 @@ fn example_web() {
     assert_eq!(pod.key.to_string(), "default/web");
     let c = &pod.containers[0];
     assert_eq!(c.image, "example.com/busybox");
-    assert_eq!(c.command, ["/bin/httpd", "-f", "-p", "80", "-h", "/www"]);
+    assert_eq!(
+        c.command,
+        ["/usr/sbin/httpd", "-f", "-p", "80", "-h", "/www"]
+    );
     assert_eq!(
         c.ports,
         [ContainerPort {

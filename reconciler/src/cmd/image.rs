@@ -138,7 +138,10 @@ pub fn run(cli: &Cli, command: &ImageCommand) -> Result<ExitCode> {
                 );
             }
             let tmp = output.with_extension("tmp-export");
-            std::fs::copy(store.blob_path(&info.id), &tmp)
+            let mut blob = store.open_blob(&info.id)?;
+            let mut out = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::io::copy(&mut blob, &mut out)
                 .with_context(|| format!("cannot write {}", tmp.display()))?;
             std::fs::rename(&tmp, output)
                 .with_context(|| format!("cannot write {}", output.display()))?;

@@ -4,6 +4,7 @@
 pub mod fetch;
 pub mod image;
 pub mod pods;
+pub mod reconcile;
 pub mod run;
 pub mod trust;
 
@@ -34,8 +35,12 @@ pub fn open_store(cli: &Cli) -> Result<Store> {
 }
 
 pub fn open_pods(cli: &Cli) -> Result<rkt::pods::Pods> {
-    rkt::pods::Pods::open(&cli.dir)
-        .with_context(|| format!("cannot open the pods directory under {}", cli.dir.display()))
+    let pods = rkt::pods::Pods::open(&cli.dir)
+        .with_context(|| format!("cannot open the pods directory under {}", cli.dir.display()))?;
+    Ok(match cli.cni_path() {
+        Some(path) => pods.with_cni_path(path),
+        None => pods,
+    })
 }
 
 pub fn keystore(cli: &Cli) -> Keystore {

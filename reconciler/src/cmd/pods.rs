@@ -138,10 +138,24 @@ pub fn list(cli: &Cli, args: &ListArgs) -> Result<ExitCode> {
     let pods = super::open_pods(cli)?;
     let infos = pods.list()?;
     if let Some(format) = args.format {
-        print_json(&infos, format)?;
+        // Pods made by the reconciler also name their manifest pod.
+        let mut values = Vec::with_capacity(infos.len());
+        for info in &infos {
+            let mut v = serde_json::to_value(info)?;
+            if let (Some((key, source, hash)), Some(obj)) =
+                (rkt::reconcile::observe::identity(info), v.as_object_mut())
+            {
+                obj.insert(
+                    "manifest".into(),
+                    serde_json::json!({"key": key.to_string(), "source": source, "specHash": hash}),
+                );
+            }
+            values.push(v);
+        }
+        print_json(&values, format)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut rows: Vec<[String; 7]> = Vec::new();
+    let mut rows: Vec<[String; 8]> = Vec::new();
     if !args.no_legend {
         rows.push(
             [
@@ -152,6 +166,7 @@ pub fn list(cli: &Cli, args: &ListArgs) -> Result<ExitCode> {
                 "CREATED",
                 "STARTED",
                 "NETWORKS",
+                "MANIFEST",
             ]
             .map(String::from),
         );
@@ -163,6 +178,9 @@ pub fn list(cli: &Cli, args: &ListArgs) -> Result<ExitCode> {
             .map(|n| format!("{}:{}", n.name, n.ip.as_deref().unwrap_or("-")))
             .collect::<Vec<_>>()
             .join(",");
+        let manifest = rkt::reconcile::observe::identity(info)
+            .map(|(key, _, _)| key.to_string())
+            .unwrap_or_else(|| "-".into());
         let apps = if info.apps.is_empty() {
             vec![None]
         } else {
@@ -199,10 +217,15 @@ pub fn list(cli: &Cli, args: &ListArgs) -> Result<ExitCode> {
                 } else {
                     String::new()
                 },
+                if first {
+                    manifest.clone()
+                } else {
+                    String::new()
+                },
             ]);
         }
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..8)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
     for row in &rows {

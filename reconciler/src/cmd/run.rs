@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use manifests::pod::ExposedPort;
 use manifests::runtime::{Flavor, Volume};
 use rkt::fetch::PullPolicy;
 use rkt::launch::{self, PodRequest};
+use rkt::net::{self, NetMode, NetOptions, PodNetworking};
 use rkt::pod_spec::PodOptions;
 use rkt::pods::Pods;
 use rkt::run_args::{self, MountArg};
@@ -41,10 +43,11 @@ pub struct PodArgs {
     /// Extra /etc/hosts lines: IP=HOSTNAME[,HOSTNAME]. Repeatable.
     #[arg(long = "hosts-entry", value_name = "IP=HOST")]
     pub hosts_entries: Vec<String>,
-    /// Networking: host (the host's network) or none (a private network with only
-    /// loopback). CNI networks come with the networking work.
-    #[arg(long, default_value = "host", value_name = "NET")]
-    pub net: String,
+    /// Forward a host port to an app port: NAME:HOSTPORT or NAME:HOSTIP:HOSTPORT,
+    /// NAME being a port name of an app's image. Needs a CNI network whose plugins
+    /// handle port mappings (the default network does). Repeatable.
+    #[arg(long = "port", value_name = "NAME:HOSTPORT", value_parser = parse_port)]
+    pub ports: Vec<ExposedPort>,
     /// stage1 flavor: default (namespaces, cgroups, overlay) or fly (chroot only).
     #[arg(long, default_value = "default", value_name = "NAME")]
     pub stage1_name: Flavor,
@@ -70,10 +73,37 @@ pub struct PodArgs {
     pub apps: Vec<String>,
 }
 
+/// What `--net` means when it is not given.
+///
+/// `default`, as in rkt 1.x: a CNI bridge network with NAT. Starting such a pod
+/// creates a bridge, NAT rules and `ip_forward` in the caller's network namespace,
+/// so tests that run pods outside a namespace of their own pass `--net=host`.
+pub const DEFAULT_NET: &str = "default";
+
+/// `--net` of `run` and `run-prepared`.
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// The pod's network: host (the caller's), none (only loopback), default (a
+    /// bridge with NAT, 172.16.28.0/24), default-restricted (no default route), all
+    /// (every network in net.d), or a comma-separated list of networks from
+    /// <local-config>/net.d and <system-config>/net.d, each optionally followed by
+    /// :KEY=VALUE;KEY=VALUE passed to its plugins as CNI_ARGS (e.g. default:IP=172.16.28.9).
+    #[arg(long, value_name = "NETS", default_value = DEFAULT_NET)]
+    pub net: Vec<String>,
+}
+
+impl NetArgs {
+    fn mode(&self) -> Result<NetMode> {
+        Ok(NetMode::parse(&self.net)?)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub pod: PodArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
     /// Give the (single) app the terminal; press ^] three times to kill the pod.
     #[arg(long)]
     pub interactive: bool,
@@ -94,6 +124,8 @@ pub struct RunPreparedArgs {
     pub uuid: String,
     #[arg(long, value_name = "FILE")]
     pub stage1_path: Option<PathBuf>,
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 fn parse_volume(s: &str) -> Result<Volume, String> {
@@ -104,6 +136,19 @@ fn parse_mount(s: &str) -> Result<MountArg, String> {
     run_args::parse_mount(s)
 }
 
+fn parse_port(s: &str) -> Result<ExposedPort, String> {
+    net::parse_port(s).map_err(|e| e.to_string())
+}
+
+fn net_options(cli: &Cli, mode: NetMode) -> NetOptions {
+    NetOptions {
+        mode,
+        local_config: cli.local_config.clone(),
+        system_config: cli.system_config.clone(),
+        cni_path: cli.cni_path(),
+    }
+}
+
 fn request(cli: &Cli, pod: &PodArgs, interactive: bool) -> Result<PodRequest> {
     let mut apps = run_args::parse_apps(&pod.apps)?;
     for app in &mut apps {
@@ -112,16 +157,6 @@ fn request(cli: &Cli, pod: &PodArgs, interactive: bool) -> Result<PodRequest> {
                 app.mounts.push(m.clone());
             }
         }
-    }
-    let private_network = match pod.net.as_str() {
-        "host" => false,
-        "none" => true,
-        other => bail!(
-            "--net={other}: only host and none are available in this build (CNI networks are not implemented yet)"
-        ),
-    };
-    if private_network && pod.stage1_name == Flavor::Fly {
-        bail!("--net=none needs the default stage1; fly always uses the host's network");
     }
     Ok(PodRequest {
         pod: PodOptions {
@@ -137,8 +172,9 @@ fn request(cli: &Cli, pod: &PodArgs, interactive: bool) -> Result<PodRequest> {
             insecure: cli.insecure_options,
             stop_grace_period_secs: Some(pod.stop_grace_period.as_secs().max(1)),
             netns: None,
-            private_network,
+            private_network: false,
             cgroup_root: None,
+            ports: pod.ports.clone(),
         },
         apps,
         pull_policy: pod.pull_policy,
@@ -163,10 +199,31 @@ fn prepare_pod(cli: &Cli, pod: &PodArgs, interactive: bool) -> Result<(Pods, Str
 }
 
 pub fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
+    // Check the network choice before fetching and preparing anything.
+    let mode = args.net.mode()?;
+    if mode != NetMode::Host && args.pod.stage1_name == Flavor::Fly {
+        bail!("--net={mode}: the fly stage1 always uses the host's network; use --net=host or the default stage1");
+    }
+    if !args.pod.ports.is_empty() && !mode.uses_cni() {
+        bail!("--port needs a CNI network whose plugins handle port mappings (such as --net=default), not --net={mode}");
+    }
+    let opts = net_options(cli, mode);
+    net::check(&opts)?;
     let (pods, uuid) = prepare_pod(cli, &args.pod, args.interactive)?;
     let stage1 = launch::find_stage1(args.pod.stage1_path.as_deref());
+    let mut hook = PodNetworking::new(opts);
     // On success this process becomes stage1; its exit code is the pod's.
-    let err = pods.run_prepared(&uuid, &stage1).unwrap_err();
+    let err = pods
+        .run_prepared_with(&uuid, &stage1, &mut hook)
+        .unwrap_err();
+    // The pod was made for this run only: do not leave it behind as prepared.
+    if let Ok(pod) = pods.resolve(&uuid) {
+        if pod.state.can_run() {
+            if let Err(e) = pods.remove(&pod, &stage1) {
+                eprintln!("rkt: cannot remove the pod that failed to start: {e}");
+            }
+        }
+    }
     Err(err).with_context(|| format!("cannot start pod {uuid}"))
 }
 
@@ -183,6 +240,9 @@ pub fn run_prepared(cli: &Cli, args: &RunPreparedArgs) -> Result<ExitCode> {
     let pods = super::open_pods(cli)?;
     let pod = pods.resolve(&args.uuid)?;
     let stage1 = launch::find_stage1(args.stage1_path.as_deref());
-    let err = pods.run_prepared(&pod.uuid, &stage1).unwrap_err();
+    let mut hook = PodNetworking::new(net_options(cli, args.net.mode()?));
+    let err = pods
+        .run_prepared_with(&pod.uuid, &stage1, &mut hook)
+        .unwrap_err();
     Err(err).with_context(|| format!("cannot start pod {}", pod.uuid))
 }

@@ -35,6 +35,7 @@ use rustix::fs::FlockOperation;
 use crate::archive::{self, ArchiveError};
 use crate::image_ref::ImageRef;
 use crate::insecure::InsecureOptions;
+use crate::oci::{AuthConfig, OciError, OciFetcher};
 use crate::store::{ImageInfo, ImportOptions, RemoteEntry, Store, StoreError};
 use crate::trust::{Keystore, VerifyError};
 use discovery::{describe_attempts, Attempt};
@@ -103,11 +104,9 @@ pub struct FetchOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error(
-        "cannot fetch {reference}: docker and OCI images are not supported yet; \
-         fetch an ACI instead"
-    )]
-    DockerUnsupported { reference: String },
+    /// `docker://`, `oci:`, `oci-archive:`, `docker-archive:` (see `crate::oci`).
+    #[error(transparent)]
+    Oci(Box<OciError>),
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error("{what} {url} was not found (HTTP 404)")]
@@ -310,10 +309,25 @@ impl<'a> Fetcher<'a> {
                 Ok(info)
             }
             ImageRef::Name { name, labels } => self.fetch_name(name.as_str(), labels),
-            ImageRef::Docker(reference) => Err(FetchError::DockerUnsupported {
-                reference: reference.clone(),
-            }),
+            ImageRef::Docker(reference) => self.fetch_oci(reference),
         }
+    }
+
+    /// A Docker or OCI image: credentials from `auth.d` under the configuration
+    /// directories (system, then local), then the OCI fetcher.
+    fn fetch_oci(&self, reference: &str) -> Result<ImageInfo, FetchError> {
+        let (local, system) = self.keystore.config_dirs();
+        let oci_err = |e: OciError| FetchError::Oci(Box::new(e));
+        let auth = AuthConfig::load(&[system, local]).map_err(|e| oci_err(e.into()))?;
+        OciFetcher::new(
+            self.store,
+            self.progress,
+            self.opts.pull_policy,
+            self.opts.insecure,
+            auth,
+        )
+        .fetch(reference)
+        .map_err(oci_err)
     }
 
     fn touch(&self, info: &ImageInfo) -> Result<(), FetchError> {

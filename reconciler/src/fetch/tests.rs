@@ -399,14 +399,21 @@ fn hash_is_resolved_from_the_store_only() {
 }
 
 #[test]
-fn docker_references_are_not_supported_yet() {
+fn docker_references_go_to_the_oci_fetcher() {
     let env = Env::new();
+    // A bad reference is refused before any network access.
     let err = env
         .fetcher(PullPolicy::New, "image")
+        .fetch(&ImageRef::parse("docker://Busybox").unwrap())
+        .unwrap_err();
+    assert!(matches!(err, FetchError::Oci(_)), "{err}");
+    assert!(err.to_string().contains("lower-case"), "{err}");
+    // Pull policy never: only the store is asked.
+    let err = env
+        .fetcher(PullPolicy::Never, "image")
         .fetch(&ImageRef::parse("docker://busybox").unwrap())
         .unwrap_err();
-    assert!(matches!(err, FetchError::DockerUnsupported { .. }), "{err}");
-    assert!(err.to_string().contains("not supported yet"), "{err}");
+    assert!(err.to_string().contains("pull policy is never"), "{err}");
 }
 
 // ---- URLs ----

@@ -11,7 +11,7 @@
 //! **Sweep** (unless `mark_only`)
 //! - `exited-garbage/<uuid>` marked at least `grace` ago (`gc-marked` mtime, else the
 //!   directory's ctime, which the rename set): take the exclusive lock, run
-//!   `stage1 gc --pod-dir <dir>` (releases cgroups, later networks), detach any mount
+//!   `stage1 gc --pod-dir <dir>` (releases cgroups), release its CNI networks, detach any mount
 //!   left under the directory, delete it.
 //! - `garbage/<uuid>`: the same without stage1 gc (those pods never ran).
 //!
@@ -74,8 +74,9 @@ pub(super) fn run(
     let age = |then: SystemTime| now.duration_since(then).unwrap_or(Duration::ZERO);
     // A pod due for the sweep as soon as it is marked is deleted under the lock the
     // mark took, rather than unlocked and locked again.
+    let cni_path = pods.teardown_cni_path();
     let delete = |report: &mut GcReport, dir: DirLock, uuid: String, stage1: Option<&Path>| {
-        match delete_locked(&dir, &uuid, stage1) {
+        match delete_locked(&dir, &uuid, stage1, &cni_path) {
             Ok(removal) => report.removed.push(removal),
             Err(error) => report.failures.push(GcFailure { uuid, error }),
         }
@@ -218,16 +219,24 @@ fn write_mark(uuid: &str, dir: &Path, now: SystemTime) -> Result<(), PodError> {
     })
 }
 
-/// Delete a pod whose exclusive lock `dir` holds: stage1 gc (if given), detach
+/// Delete a pod whose exclusive lock `dir` holds: stage1 gc (if given), release its
+/// networks (CNI DEL with what was saved at ADD, then the namespace mount), detach
 /// leftover mounts, remove the tree.
 pub(super) fn delete_locked(
     dir: &DirLock,
     uuid: &str,
     stage1: Option<&Path>,
+    cni_path: &crate::net::CniPath,
 ) -> Result<Removal, PodError> {
     let path = dir.path();
     if let Some(stage1) = stage1 {
         stage1_gc(stage1, path, uuid)?;
+    }
+    if crate::net::has_state(path) {
+        crate::net::teardown(path, cni_path).map_err(|e| PodError::Network {
+            uuid: uuid.to_string(),
+            source: Box::new(e),
+        })?;
     }
     let detached_mounts = detach_mounts(uuid, path)?;
     fs::remove_dir_all(path).map_err(|source| PodError::Remove {

@@ -451,6 +451,13 @@ pub enum PodError {
         state: PodState,
         timeout: Duration,
     },
+    /// Setting up or releasing the pod's network failed (the message names the
+    /// network, plugin and file).
+    #[error("{source}")]
+    Network {
+        uuid: String,
+        source: Box<crate::net::NetError>,
+    },
     #[error("{error}; cleaning up failed too: {cleanup}")]
     CleanupFailed {
         error: Box<PodError>,
@@ -458,10 +465,46 @@ pub enum PodError {
     },
 }
 
+/// Work stage0 does on a pod after moving it to `run/` (its exclusive lock held) and
+/// before starting stage1: network setup ([`crate::net::PodNetworking`]).
+pub trait StartHook {
+    /// Prepare the pod in `dir`. On error, whatever it did must be undone already.
+    fn before_stage1(&mut self, uuid: &str, dir: &Path) -> Result<(), PodError>;
+    /// stage1 could not be started after [`Self::before_stage1`] succeeded: undo it.
+    fn stage1_failed(&mut self, uuid: &str, dir: &Path) -> Result<(), PodError>;
+}
+
+/// A [`StartHook`] that does nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHook;
+
+impl StartHook for NoHook {
+    fn before_stage1(&mut self, _uuid: &str, _dir: &Path) -> Result<(), PodError> {
+        Ok(())
+    }
+    fn stage1_failed(&mut self, _uuid: &str, _dir: &Path) -> Result<(), PodError> {
+        Ok(())
+    }
+}
+
+/// Let `hook` undo its work after stage1 failed to start with `error`.
+fn undo_hook(hook: &mut dyn StartHook, uuid: &str, dir: &Path, error: PodError) -> PodError {
+    match hook.stage1_failed(uuid, dir) {
+        Ok(()) => error,
+        Err(cleanup) => PodError::CleanupFailed {
+            error: Box::new(error),
+            cleanup: Box::new(cleanup),
+        },
+    }
+}
+
 /// The pods directory, `<dir>/pods`.
 #[derive(Debug, Clone)]
 pub struct Pods {
     root: PathBuf,
+    /// Searched for CNI plugins (before the path saved at ADD) when a pod's networks
+    /// are released; empty for the default.
+    cni_path: crate::net::CniPath,
 }
 
 impl Pods {
@@ -476,7 +519,22 @@ impl Pods {
                 .create(&path)
                 .map_err(|source| PodError::CreateStateDir { path, source })?;
         }
-        Ok(Pods { root })
+        Ok(Pods {
+            root,
+            cni_path: crate::net::CniPath::default(),
+        })
+    }
+
+    /// Look for CNI plugins in `path` first when releasing pods' networks (`rm`,
+    /// `gc`); the path saved when the pod was attached and the default follow.
+    pub fn with_cni_path(mut self, path: crate::net::CniPath) -> Pods {
+        self.cni_path = path;
+        self
+    }
+
+    /// The CNI path used when releasing networks: the one given, then the default.
+    pub(crate) fn teardown_cni_path(&self) -> crate::net::CniPath {
+        self.cni_path.then(&crate::net::CniPath::default_dirs())
     }
 
     /// `<dir>/pods`.
@@ -625,7 +683,23 @@ impl Pods {
     /// Returns only on failure, having moved the pod back to `prepared/`.
     /// `uuid` is a full UUID ([`Self::resolve`] turns a prefix into a [`Pod`]).
     pub fn run_prepared(&self, uuid: &str, stage1: &Path) -> Result<Infallible, PodError> {
+        self.run_prepared_with(uuid, stage1, &mut NoHook)
+    }
+
+    /// [`Self::run_prepared`], with `hook` run after the pod moved to `run/` and
+    /// before stage1 starts (network setup: [`crate::net::PodNetworking`]). If the
+    /// hook fails, or stage1 cannot be started after it, the pod goes back to
+    /// `prepared/` (the hook undoing its work first).
+    pub fn run_prepared_with(
+        &self,
+        uuid: &str,
+        stage1: &Path,
+        hook: &mut dyn StartHook,
+    ) -> Result<Infallible, PodError> {
         let mut dir = self.start_prepared(uuid)?;
+        if let Err(error) = hook.before_stage1(uuid, dir.path()) {
+            return Err(self.unstart(&mut dir, uuid, error));
+        }
         let mut cmd = stage1_run_command(stage1, &dir);
         hand_over_lock(&mut cmd, dir.raw_fd(), false);
         let source = cmd.exec();
@@ -637,6 +711,7 @@ impl Pods {
             stage1: stage1.to_path_buf(),
             source,
         };
+        let error = undo_hook(hook, uuid, dir.path(), error);
         Err(self.unstart(&mut dir, uuid, error))
     }
 
@@ -651,8 +726,23 @@ impl Pods {
         stage1: &Path,
         stdio: &Stage1Stdio,
     ) -> Result<Child, PodError> {
+        self.spawn_prepared_with(uuid, stage1, stdio, &mut NoHook)
+    }
+
+    /// [`Self::spawn_prepared`], with `hook` run before stage1 starts (see
+    /// [`Self::run_prepared_with`]).
+    pub fn spawn_prepared_with(
+        &self,
+        uuid: &str,
+        stage1: &Path,
+        stdio: &Stage1Stdio,
+        hook: &mut dyn StartHook,
+    ) -> Result<Child, PodError> {
         let (stdin, stdout, stderr) = stage1_stdio(stdio)?;
         let mut dir = self.start_prepared(uuid)?;
+        if let Err(error) = hook.before_stage1(uuid, dir.path()) {
+            return Err(self.unstart(&mut dir, uuid, error));
+        }
         let mut cmd = stage1_run_command(stage1, &dir);
         cmd.stdin(stdin).stdout(stdout).stderr(stderr);
         hand_over_lock(&mut cmd, dir.raw_fd(), true);
@@ -667,6 +757,7 @@ impl Pods {
                     stage1: stage1.to_path_buf(),
                     source,
                 };
+                let error = undo_hook(hook, uuid, dir.path(), error);
                 Err(self.unstart(&mut dir, uuid, error))
             }
         }
@@ -945,7 +1036,7 @@ impl Pods {
             rename_locked(&mut dir, &pod.uuid, &to)?;
         }
         let stage1 = (bucket == Bucket::ExitedGarbage).then_some(stage1);
-        gc::delete_locked(&dir, &pod.uuid, stage1)
+        gc::delete_locked(&dir, &pod.uuid, stage1, &self.teardown_cni_path())
     }
 
     /// Take the exclusive lock of `pod` at its snapshot location.
@@ -1247,11 +1338,13 @@ fn read_info(pod: Pod) -> PodInfo {
         })
         .collect();
 
+    let (networks, net_error) = crate::net::networks_or_error(dir);
+    errors.extend(net_error);
     PodInfo {
         uuid: pod.uuid.clone(),
         state: pod.state,
         apps,
-        networks: Vec::new(),
+        networks,
         pid,
         created_at: mtime(&manifest_path),
         started_at: mtime(&pid_path),

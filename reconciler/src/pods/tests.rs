@@ -61,7 +61,17 @@ impl Env {
              case \"$1\" in\n  run) {run_body} ;;\n  gc) {gc_body} ;;\nesac\n",
             calls.display()
         );
-        fs::write(&path, script).unwrap();
+        // Written by a child process: had this (multi-threaded) test process opened
+        // the file for writing, a fork in another test thread could still hold that
+        // descriptor when we exec the script, and exec would fail with ETXTBSY.
+        let source = self.tmp.path().join("stage1.src");
+        fs::write(&source, script).unwrap();
+        let status = std::process::Command::new("cp")
+            .arg(&source)
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "cp of the fake stage1 failed");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
         path
     }

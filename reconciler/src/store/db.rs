@@ -15,12 +15,12 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::StoreError;
 
 /// The schema version this code reads and writes.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a writer waits for another process's write transaction.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 0 -> 1: the initial schema.
     "CREATE TABLE images (
         id          TEXT PRIMARY KEY NOT NULL,
@@ -41,6 +41,34 @@ const MIGRATIONS: &[&str] = &[
         download_time INTEGER NOT NULL
     );
     CREATE INDEX remote_by_image ON remote(image_id);",
+    // 1 -> 2: OCI content (see store/oci.rs). `oci_blobs` lists the files under
+    // blob/sha256; `oci_refs` says which image uses which blob (its row count per
+    // digest is the blob's reference count); `oci_images` keeps where an image came
+    // from and the digests that identify it.
+    "CREATE TABLE oci_blobs (
+        digest      TEXT PRIMARY KEY NOT NULL,
+        size        INTEGER NOT NULL,
+        stored_time INTEGER NOT NULL
+    );
+    CREATE TABLE oci_images (
+        image_id        TEXT PRIMARY KEY NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        source          TEXT NOT NULL,
+        location        TEXT NOT NULL,
+        repository      TEXT NOT NULL,
+        tag             TEXT,
+        manifest_digest TEXT,
+        config_digest   TEXT NOT NULL
+    );
+    CREATE INDEX oci_images_by_ref ON oci_images(source, location, repository, tag);
+    CREATE INDEX oci_images_by_manifest ON oci_images(manifest_digest);
+    CREATE TABLE oci_refs (
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        role     TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        digest   TEXT NOT NULL REFERENCES oci_blobs(digest),
+        PRIMARY KEY (image_id, role, position)
+    );
+    CREATE INDEX oci_refs_by_digest ON oci_refs(digest);",
 ];
 
 /// The columns of `images` in the order [`super::row_to_info`] reads them.

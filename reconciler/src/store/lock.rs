@@ -64,6 +64,50 @@ impl LockGuard {
         }
     }
 
+    /// Take a shared lock on `path` (created if missing), waiting for an exclusive
+    /// holder. Shared holders never delete the file; dropping the guard releases it.
+    pub(super) fn shared(path: &Path) -> io::Result<LockGuard> {
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?;
+            flock_retry(&file, FlockOperation::LockShared)?;
+            if still_linked(path, &file)? {
+                return Ok(LockGuard {
+                    file,
+                    path: path.to_path_buf(),
+                });
+            }
+        }
+    }
+
+    /// Take an exclusive lock on `path` if nobody holds any lock on it (`None` if
+    /// somebody does).
+    pub(super) fn try_exclusive(path: &Path) -> io::Result<Option<LockGuard>> {
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?;
+            match flock_retry(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            if still_linked(path, &file)? {
+                return Ok(Some(LockGuard {
+                    file,
+                    path: path.to_path_buf(),
+                }));
+            }
+        }
+    }
+
     /// Delete the lock file, then release the lock. Waiters notice and retry on a
     /// fresh file.
     pub(super) fn remove(self) -> io::Result<()> {

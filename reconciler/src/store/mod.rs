@@ -3,6 +3,8 @@
 //! ```text
 //! cas/
 //!   blob/sha512/<2 hex>/sha512-<128 hex>   uncompressed ACIs, named by their image ID
+//!   blob/sha256/<2 hex>/sha256-<64 hex>    OCI configs, manifests, uncompressed layers
+//!                                          (see `oci.rs`)
 //!   db/index.sqlite3                       the index: images and the remote (HTTP) cache
 //!   tree/<image id>/                       rendered trees (owned by the tree store)
 //!   tmp/                                   imports and downloads in progress
@@ -27,6 +29,7 @@
 
 mod db;
 mod lock;
+mod oci;
 mod validate;
 
 #[cfg(test)]
@@ -44,6 +47,7 @@ use sha2::{Digest, Sha512};
 
 use crate::archive::{self, ArchiveError, Compression};
 use lock::{LockGuard, LockedTemp};
+pub use oci::{BlobLease, BlobRole, BlobWriter, NewOciImage, OciRecord};
 pub use validate::AciProblem;
 
 /// `sha512-`, the only hash algorithm appc allows for image IDs.
@@ -181,6 +185,23 @@ pub enum StoreError {
     },
     #[error("the index row of image {id} holds an unreadable manifest: {source}")]
     CorruptRow { id: String, source: AppcError },
+    #[error("blob content hashes to {actual}, not the expected {expected}; nothing was stored")]
+    BlobDigest { expected: String, actual: String },
+    #[error(
+        "blob {path} of image {id} is corrupt: it hashes to {actual}; remove the image \
+         (rkt image rm) and fetch it again",
+        path = path.display()
+    )]
+    CorruptBlob {
+        id: String,
+        path: PathBuf,
+        actual: String,
+    },
+    #[error(
+        "image {id} is an OCI image: it is stored as layers, not as an ACI archive; \
+         use rkt image render to get its root filesystem"
+    )]
+    NotAnAci { id: String },
 }
 
 fn describe_candidates(candidates: &[(String, String)]) -> String {
@@ -599,7 +620,11 @@ impl Store {
         validate_id(id)?;
         let path = self.blob_path(id);
         File::open(&path).map_err(|source| {
-            if source.kind() == io::ErrorKind::NotFound {
+            if source.kind() == io::ErrorKind::NotFound
+                && self.oci_record(id).is_ok_and(|r| r.is_some())
+            {
+                StoreError::NotAnAci { id: id.to_string() }
+            } else if source.kind() == io::ErrorKind::NotFound {
                 StoreError::MissingBlob {
                     id: id.to_string(),
                     path,
@@ -636,9 +661,12 @@ impl Store {
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
         validate_id(id)?;
         let guard = self.lock_image(id)?;
+        let oci_blobs = self.oci_digests(id)?;
         let had_row = self.delete_rows(id, None)?;
         let had_blob = self.remove_files(id)?;
         self.drop_lock(guard, id);
+        // After the image lock is released: see store/oci.rs on lock order.
+        self.free_unused_blobs(&oci_blobs)?;
         if !had_row && !had_blob {
             return Err(StoreError::NotFound { id: id.to_string() });
         }
@@ -756,6 +784,9 @@ impl Store {
 
     /// Re-hash an image's blob and compare with its ID.
     pub fn verify_blob(&self, id: &str) -> Result<(), StoreError> {
+        if self.verify_oci_blobs(id)? {
+            return Ok(());
+        }
         let mut file = self.open_blob(id)?;
         let mut hasher = Sha512::new();
         io::copy(&mut file, &mut hasher).map_err(|source| StoreError::ReadBlob {
@@ -805,6 +836,10 @@ impl Store {
             self.drop_lock(guard, &id);
         }
         self.remove_orphan_blobs()?;
+        let freed = self.sweep_oci_blobs()?;
+        if freed > 0 {
+            tracing::debug!(freed, "freed unused OCI blobs");
+        }
         Ok(removed)
     }
 

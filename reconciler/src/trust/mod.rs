@@ -207,6 +207,15 @@ impl Keystore {
         }
     }
 
+    /// The configuration directories (`local`, `system`) this keystore reads, for
+    /// the other things kept there (`auth.d` registry credentials).
+    pub fn config_dirs(&self) -> (&Path, &Path) {
+        (
+            self.local.parent().unwrap_or(&self.local),
+            self.system.parent().unwrap_or(&self.system),
+        )
+    }
+
     /// Parse an armored public key (as `gpg --armor --export` writes it) and check its
     /// self-signatures.
     pub fn inspect(armored: &[u8]) -> Result<KeyInfo, TrustError> {

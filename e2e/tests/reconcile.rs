@@ -1,0 +1,928 @@
+//! End-to-end: `rkt reconcile`, `rkt apply`, `rkt delete` driving real pods from a
+//! directory of Pod YAML. Needs root (pods run under stage1).
+//!
+//! Every test polls with deadlines; each kills the reconciler it started (by PID) and
+//! stops and removes every pod of its throwaway installation when it ends.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::rkt::{busybox_aci, is_root, Rkt};
+use serde_json::Value;
+
+macro_rules! need_root {
+    ($name:expr) => {
+        if !is_root() {
+            eprintln!("SKIPPED {}: needs root", $name);
+            return;
+        }
+    };
+}
+
+/// Flags that make the loop fast enough for tests.
+const FAST: &[&str] = &[
+    "--resync=1s",
+    "--debounce=50ms",
+    "--backoff-initial=1s",
+    "--backoff-max=2s",
+    "--backoff-reset=1m",
+];
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn poll(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A reconciler process; killed (SIGKILL, by PID) when dropped.
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    fn signal(&self, sig: rustix::process::Signal) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid()) {
+            rustix::process::kill_process(pid, sig).unwrap();
+        }
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    fn terminate(mut self) -> Option<i32> {
+        self.signal(rustix::process::Signal::TERM);
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "the reconciler ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            let log = fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!("reconciler log (last lines):\n{}", tail.join("\n"));
+        }
+    }
+}
+
+/// A throwaway installation with the busybox image and a pods dir; on drop every pod
+/// is stopped and removed (after the test's reconcilers are gone).
+struct Env {
+    rkt: Rkt,
+    aci: PathBuf,
+    pods_dir: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let rkt = Rkt::new();
+        let aci = busybox_aci(&rkt.scratch(), "example.com/busybox");
+        let pods_dir = rkt.local_config().join("pods.d");
+        fs::create_dir_all(&pods_dir).unwrap();
+        Env { rkt, aci, pods_dir }
+    }
+
+    /// `rkt --insecure-options=image ARGS`.
+    fn rkt_insecure(&self, args: &[&str]) -> e2e::rkt::RunResult {
+        let mut all = vec!["--insecure-options=image"];
+        all.extend_from_slice(args);
+        self.rkt.run(all)
+    }
+
+    fn start(&self, extra: &[&str], insecure: bool) -> Daemon {
+        let log = self
+            .rkt
+            .scratch()
+            .join(format!("reconcile-{}.log", rand_suffix()));
+        let out = fs::File::create(&log).unwrap();
+        let mut args: Vec<&str> = Vec::new();
+        if insecure {
+            args.push("--insecure-options=image");
+        }
+        args.extend(["--debug", "reconcile"]);
+        // Flags given in `extra` replace the fast defaults.
+        let flag = |a: &str| a.split('=').next().unwrap_or(a).to_string();
+        args.extend(
+            FAST.iter()
+                .filter(|f| !extra.iter().any(|e| flag(e) == flag(f))),
+        );
+        args.extend_from_slice(extra);
+        let child = self
+            .rkt
+            .command(&args)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn daemon(&self) -> Daemon {
+        self.start(&[], true)
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        write_atomic(&self.pods_dir.join(name), text);
+    }
+
+    fn pod(&self, name: &str, arg: &str) -> String {
+        pod_yaml(name, &self.aci, arg)
+    }
+
+    fn status(&self) -> Value {
+        let path = self.rkt.data_dir().join("reconcile/status.json");
+        fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    fn pod_status(&self, name: &str) -> Value {
+        let key = format!("default/{name}");
+        self.status()["pods"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["key"] == key.as_str()).cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    fn pods(&self) -> Vec<Value> {
+        serde_json::from_str(&self.rkt.ok(["list", "--format=json"])).unwrap()
+    }
+
+    /// Running pods by manifest key: (key, uuid).
+    fn running(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .pods()
+            .iter()
+            .filter(|p| p["state"] == "running")
+            .map(|p| {
+                (
+                    p["manifest"]["key"].as_str().unwrap_or("-").to_string(),
+                    p["uuid"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn running_uuid(&self, name: &str) -> Option<String> {
+        let key = format!("default/{name}");
+        self.running()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, u)| u)
+    }
+
+    /// Wait until the status shows the pod Running with a running pod directory;
+    /// returns its UUID.
+    fn wait_running(&self, name: &str) -> String {
+        let mut uuid = String::new();
+        poll(&format!("{name} to run"), LONG, || {
+            let st = self.pod_status(name);
+            match (
+                st["phase"].as_str(),
+                st["uuid"].as_str(),
+                self.running_uuid(name),
+            ) {
+                (Some("Running"), Some(u), Some(r)) if u == r => {
+                    uuid = r;
+                    true
+                }
+                _ => false,
+            }
+        });
+        uuid
+    }
+
+    /// Every pod directory under `<dir>/pods/*/`.
+    fn pod_dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let Ok(states) = fs::read_dir(self.rkt.data_dir().join("pods")) else {
+            return out;
+        };
+        for state in states.flatten() {
+            let Ok(pods) = fs::read_dir(state.path()) else {
+                continue;
+            };
+            for pod in pods.flatten() {
+                out.push(pod.path());
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Stop and remove every pod of this installation, then let the temp dir go.
+        let Ok(out) = std::process::Command::new(e2e::rkt::rkt_bin())
+            .args(["--dir"])
+            .arg(self.rkt.data_dir())
+            .args(["list", "--format=json"])
+            .output()
+        else {
+            return;
+        };
+        let pods: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for p in &pods {
+            if p["state"] == "running" {
+                let _ = self
+                    .rkt
+                    .run(["stop", "--force", p["uuid"].as_str().unwrap()]);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for p in &pods {
+            let uuid = p["uuid"].as_str().unwrap();
+            while Instant::now() < deadline {
+                let r = self.rkt.run(["rm", uuid]);
+                if r.code() == Some(0) || r.stderr().contains("no pod matches") {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn rand_suffix() -> String {
+    format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    fs::write(&tmp, text).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// A host-network busybox pod sleeping `arg` seconds.
+fn pod_yaml(name: &str, aci: &Path, arg: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: {}
+    command: [\"sleep\", \"{arg}\"]
+",
+        aci.display()
+    )
+}
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let d = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(4)
+                .is_some_and(|m| m.starts_with(&d))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_manifest_is_created_replaced_and_removed() {
+    need_root!("a_manifest_is_created_replaced_and_removed");
+    let env = Env::new();
+    let d = env.daemon();
+    env.write("web.yaml", &env.pod("web", "3600"));
+    let first = env.wait_running("web");
+
+    // rkt list names the manifest pod; rkt reconcile status shows it.
+    let list = env.rkt.ok(["list"]);
+    assert!(
+        list.contains("MANIFEST") && list.contains("default/web"),
+        "{list}"
+    );
+    let status = env.rkt.ok(["reconcile", "status"]);
+    assert!(
+        status.contains("default/web") && status.contains("Running"),
+        "{status}"
+    );
+    let json: Value =
+        serde_json::from_str(&env.rkt.ok(["reconcile", "status", "--format=json"])).unwrap();
+    assert_eq!(json["pods"][0]["uuid"], first.as_str());
+    let manifest: Value = serde_json::from_str(&env.rkt.ok(["cat-manifest", &first])).unwrap();
+    let ann = manifest["annotations"].as_array().unwrap();
+    for name in ["rkt.io/pod-key", "rkt.io/source", "rkt.io/spec-hash"] {
+        assert!(
+            ann.iter().any(|a| a["name"] == name),
+            "{name} missing: {ann:?}"
+        );
+    }
+
+    // Editing the spec replaces the pod.
+    env.write("web.yaml", &env.pod("web", "3601"));
+    poll("the replacement", LONG, || {
+        env.running_uuid("web").is_some_and(|u| u != first)
+            && env.pod_status("web")["phase"] == "Running"
+    });
+    let second = env.wait_running("web");
+    assert_eq!(env.running().len(), 1, "{:?}", env.running());
+    poll("the old pod to be removed", LONG, || {
+        env.pods().iter().all(|p| p["uuid"] != first.as_str())
+    });
+
+    // Reformatting without a semantic change leaves it alone.
+    let same = env
+        .pod("web", "3601")
+        .replace("hostNetwork: true", "hostNetwork:   true  # host");
+    env.write("web.yaml", &same);
+    for _ in 0..2 {
+        let updated = env.status()["updatedAt"].clone();
+        poll("a pass after the edit", LONG, || {
+            env.status()["updatedAt"] != updated
+        });
+    }
+    assert_eq!(env.running_uuid("web").as_deref(), Some(second.as_str()));
+
+    // Deleting the file stops the pod and removes its directory.
+    fs::remove_file(env.pods_dir.join("web.yaml")).unwrap();
+    poll("the pod to be gone", LONG, || env.pod_dirs().is_empty());
+    poll("the status to forget it", LONG, || {
+        env.pod_status("web").is_null()
+    });
+    drop(d);
+}
+
+#[test]
+fn pods_stopped_or_removed_by_hand_are_recreated_after_a_back_off() {
+    need_root!("pods_stopped_or_removed_by_hand_are_recreated_after_a_back_off");
+    let env = Env::new();
+    let _d = env.daemon();
+    env.write("web.yaml", &env.pod("web", "3600"));
+    let first = env.wait_running("web");
+
+    env.rkt.ok(["stop", &first]);
+    poll("a new pod after the stop", LONG, || {
+        env.running_uuid("web").is_some_and(|u| u != first)
+    });
+    let second = env.wait_running("web");
+    assert_eq!(env.pod_status("web")["restarts"], 1);
+    assert!(
+        env.pods().iter().all(|p| p["uuid"] != first.as_str()),
+        "the dead pod is collected"
+    );
+
+    // Stopped and removed before the reconciler looked: still recreated.
+    env.rkt.ok(["stop", "--force", &second]);
+    poll("the pod to exit", LONG, || {
+        env.running_uuid("web").is_none() || env.running_uuid("web") != Some(second.clone())
+    });
+    let _ = env.rkt.run(["rm", &second]);
+    poll("a third pod", LONG, || {
+        env.running_uuid("web")
+            .is_some_and(|u| u != first && u != second)
+    });
+    env.wait_running("web");
+    assert_eq!(env.pod_status("web")["restarts"], 2);
+}
+
+#[test]
+fn a_pod_that_keeps_failing_backs_off_and_restart_never_leaves_it() {
+    need_root!("a_pod_that_keeps_failing_backs_off_and_restart_never_leaves_it");
+    let env = Env::new();
+    let _d = env.daemon();
+    env.write("crash.yaml", &env.pod("crash", "0.2"));
+    let never = env
+        .pod("once", "0.2")
+        .replace("  containers:", "  restartPolicy: Never\n  containers:");
+    env.write("once.yaml", &never);
+    poll("CrashLoopBackOff", LONG, || {
+        env.pod_status("crash")["phase"] == "CrashLoopBackOff"
+    });
+    poll("restarts", LONG, || {
+        env.pod_status("crash")["restarts"].as_u64() >= Some(2)
+    });
+    // stage1 restarts the app in place: still the same pod.
+    let crash_uuid = env.pod_status("crash")["uuid"].clone();
+    assert_eq!(env.running_uuid("crash").as_deref(), crash_uuid.as_str());
+    poll("Succeeded", LONG, || {
+        env.pod_status("once")["phase"] == "Succeeded"
+    });
+    let once_uuid = env.pod_status("once")["uuid"].clone();
+    // A finished pod is kept (for its logs) and not started again.
+    let updated = env.status()["updatedAt"].clone();
+    poll("two more passes", LONG, || {
+        env.status()["updatedAt"] != updated
+    });
+    assert_eq!(env.pod_status("once")["phase"], "Succeeded");
+    assert_eq!(env.pod_status("once")["uuid"], once_uuid);
+    let once_pods = env
+        .pods()
+        .iter()
+        .filter(|p| p["manifest"]["key"] == "default/once")
+        .count();
+    assert_eq!(once_pods, 1);
+}
+
+#[test]
+fn an_invalid_file_keeps_the_old_pod_and_reports_the_line() {
+    need_root!("an_invalid_file_keeps_the_old_pod_and_reports_the_line");
+    let env = Env::new();
+    let _d = env.daemon();
+    env.write("web.yaml", &env.pod("web", "3600"));
+    let first = env.wait_running("web");
+
+    // A mistyped field on line 11.
+    let broken = env
+        .pod("web", "3700")
+        .replace("    command:", "    comand:");
+    env.write("web.yaml", &broken);
+    poll("the error in the status", LONG, || {
+        !env.pod_status("web")["lastError"].is_null()
+    });
+    let st = env.pod_status("web");
+    assert_eq!(st["phase"], "Running", "{st}");
+    assert_eq!(st["uuid"], first.as_str());
+    assert_eq!(st["lastError"]["line"], 11, "{st}");
+    assert!(st["lastError"]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("web.yaml"));
+    let text = env.rkt.ok(["reconcile", "status"]);
+    assert!(text.contains("web.yaml:11"), "{text}");
+    assert_eq!(env.running_uuid("web").as_deref(), Some(first.as_str()));
+
+    // An empty file (truncated by an editor) is half-written too.
+    env.write("web.yaml", "");
+    poll("the empty-file error", LONG, || {
+        env.pod_status("web")["lastError"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("empty"))
+    });
+    assert_eq!(env.running_uuid("web").as_deref(), Some(first.as_str()));
+
+    // Another file defining the same pod loses (path order) and is reported.
+    env.write("zz-dup.yaml", &env.pod("web", "1"));
+    poll("the duplicate reported", LONG, || {
+        env.status()["files"].as_array().is_some_and(|f| {
+            f.iter()
+                .any(|f| f["file"].as_str().unwrap().ends_with("zz-dup.yaml"))
+        })
+    });
+    assert_eq!(env.running_uuid("web").as_deref(), Some(first.as_str()));
+    fs::remove_file(env.pods_dir.join("zz-dup.yaml")).unwrap();
+
+    // Fixed (with a new spec): converges to it.
+    env.write("web.yaml", &env.pod("web", "3700"));
+    poll("the fixed spec to run", LONG, || {
+        let st = env.pod_status("web");
+        st["lastError"].is_null() && st["phase"] == "Running" && st["uuid"] != first.as_str()
+    });
+    env.wait_running("web");
+    assert!(env.status()["files"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_symlinked_pods_dir_swapped_atomically_is_one_change() {
+    need_root!("a_symlinked_pods_dir_swapped_atomically_is_one_change");
+    let env = Env::new();
+    let etc = env.rkt.local_config();
+    let rev1 = etc.join(".worktrees/rev1");
+    let rev2 = etc.join(".worktrees/rev2");
+    fs::create_dir_all(&rev1).unwrap();
+    fs::create_dir_all(&rev2).unwrap();
+    fs::write(rev1.join("a.yaml"), env.pod("a", "3600")).unwrap();
+    fs::write(rev1.join("b.yaml"), env.pod("b", "3600")).unwrap();
+    fs::write(rev2.join("b.yaml"), env.pod("b", "3601")).unwrap();
+    fs::write(rev2.join("c.yaml"), env.pod("c", "3600")).unwrap();
+    let link = etc.join("pods.d-link");
+    symlink(".worktrees/rev1", &link).unwrap();
+    let _d = env.start(&["--pods-dir", link.to_str().unwrap(), "--resync=1h"], true);
+    env.wait_running("a");
+    let b1 = env.wait_running("b");
+
+    symlink(".worktrees/rev2", etc.join(".pods.d-link.new")).unwrap();
+    fs::rename(etc.join(".pods.d-link.new"), &link).unwrap();
+    // Noticed through inotify (the resync is an hour away).
+    poll("rev2 to be reconciled", LONG, || {
+        let running = env.running();
+        let keys: Vec<&str> = running.iter().map(|(k, _)| k.as_str()).collect();
+        keys == ["default/b", "default/c"] && env.running_uuid("b").is_some_and(|u| u != b1)
+    });
+    env.wait_running("c");
+    assert!(env.status()["resolvedDir"]
+        .as_str()
+        .unwrap()
+        .ends_with("rev2"));
+}
+
+#[test]
+fn fifty_manifests_and_a_multi_document_file() {
+    need_root!("fifty_manifests_and_a_multi_document_file");
+    let env = Env::new();
+    for i in 0..50 {
+        env.write(
+            &format!("p{i:02}.yaml"),
+            &env.pod(&format!("p{i:02}"), "3600"),
+        );
+    }
+    let start = Instant::now();
+    let out = env.rkt_insecure(&["reconcile", "--once", "--parallel=8"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr());
+    let took = start.elapsed();
+    let running = env.running();
+    assert_eq!(running.len(), 50, "{running:?}");
+    eprintln!("50 pods created in {took:?}");
+    let st = env.status();
+    assert_eq!(st["pods"].as_array().unwrap().len(), 50);
+    assert!(
+        st["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["phase"] == "Running"),
+        "{st}"
+    );
+
+    // A second pass changes nothing.
+    env.rkt_insecure(&["reconcile", "--once"]);
+    assert_eq!(env.running(), running);
+
+    // One file, three documents; then one document removed.
+    for i in 0..50 {
+        fs::remove_file(env.pods_dir.join(format!("p{i:02}.yaml"))).unwrap();
+    }
+    let three = [
+        env.pod("x", "3600"),
+        env.pod("y", "3600"),
+        env.pod("z", "3600"),
+    ]
+    .join("---\n");
+    env.write("multi.yaml", &three);
+    let out = env.rkt_insecure(&["reconcile", "--once", "--parallel=8"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr());
+    let keys: Vec<String> = env.running().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["default/x", "default/y", "default/z"]);
+    let y = env.running_uuid("y").unwrap();
+    env.write(
+        "multi.yaml",
+        &[env.pod("x", "3600"), env.pod("y", "3600")].join("---\n"),
+    );
+    env.rkt_insecure(&["reconcile", "--once"]);
+    let keys: Vec<String> = env.running().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["default/x", "default/y"]);
+    assert_eq!(
+        env.running_uuid("y"),
+        Some(y),
+        "untouched pods keep running"
+    );
+    assert_eq!(env.pod_dirs().len(), 2);
+}
+
+#[test]
+fn kill_9_while_creating_then_restart_converges_without_leaks() {
+    need_root!("kill_9_while_creating_then_restart_converges_without_leaks");
+    let env = Env::new();
+    // Fetch once, so the kill lands among pod creations.
+    env.rkt_insecure(&["fetch", env.aci.to_str().unwrap()]);
+    for i in 0..20 {
+        env.write(
+            &format!("k{i:02}.yaml"),
+            &env.pod(&format!("k{i:02}"), "3600"),
+        );
+    }
+    let d = env.start(&["--parallel=4"], true);
+    poll("a few pods", LONG, || env.pod_dirs().len() >= 4);
+    d.kill9();
+    let before = env.pod_dirs().len();
+    eprintln!("{before} pod dirs when the reconciler was killed");
+
+    let d = env.daemon();
+    poll(
+        "20 running pods, one per manifest",
+        Duration::from_secs(120),
+        || {
+            let st = env.status();
+            let running = env.running();
+            running.len() == 20
+                && st["pods"]
+                    .as_array()
+                    .is_some_and(|p| p.len() == 20 && p.iter().all(|p| p["phase"] == "Running"))
+        },
+    );
+    let keys: Vec<String> = env.running().into_iter().map(|(k, _)| k).collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("default/k{i:02}")).collect();
+    assert_eq!(keys, expected);
+    poll("leftover pod dirs to be removed", LONG, || {
+        env.pod_dirs().len() == 20
+    });
+    assert!(mounts_under(&env.rkt.data_dir()).is_empty());
+    drop(d);
+}
+
+#[test]
+fn restarts_readopt_pods_and_sigterm_leaves_them_running() {
+    need_root!("restarts_readopt_pods_and_sigterm_leaves_them_running");
+    let env = Env::new();
+    let sock_path = env.rkt.scratch().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(LONG)).unwrap();
+    env.write("web.yaml", &env.pod("web", "3600"));
+    let mut cmd = env.rkt.command([
+        "--insecure-options=image",
+        "reconcile",
+        "--resync=1s",
+        "--debounce=50ms",
+    ]);
+    let child = cmd
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        child: Some(child),
+        log: PathBuf::new(),
+    };
+    // STATUS=... may come first: read until READY=1.
+    let mut buf = [0u8; 256];
+    let ready = (0..20).any(|_| {
+        let n = sock.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).contains("READY=1")
+    });
+    assert!(ready, "no READY=1 on NOTIFY_SOCKET");
+    let uuid = env.wait_running("web");
+
+    // A second reconciler on the same data dir is refused.
+    let second = env.rkt_insecure(&["reconcile", "--once"]);
+    assert_eq!(second.code(), Some(254), "{}", second.stderr());
+    assert!(
+        second.stderr().contains("another rkt reconcile"),
+        "{}",
+        second.stderr()
+    );
+
+    // SIGTERM: the loop ends, the pod keeps running.
+    assert_eq!(d.terminate(), Some(0));
+    assert_eq!(env.running_uuid("web").as_deref(), Some(uuid.as_str()));
+
+    // A new reconciler adopts it instead of restarting it.
+    let d = env.daemon();
+    let updated = env.status()["updatedAt"].clone();
+    poll("a pass of the new loop", LONG, || {
+        env.status()["updatedAt"] != updated
+    });
+    assert_eq!(env.wait_running("web"), uuid);
+    assert_eq!(env.pod_status("web")["restarts"], 0);
+
+    // kill -9 and again: still the same pod.
+    d.kill9();
+    let d = env.start(&["--stop-pods-on-exit"], true);
+    let updated = env.status()["updatedAt"].clone();
+    poll("a pass of the third loop", LONG, || {
+        env.status()["updatedAt"] != updated
+    });
+    assert_eq!(env.wait_running("web"), uuid);
+
+    // --stop-pods-on-exit: SIGTERM stops the pods too.
+    let log = d.log.clone();
+    assert_eq!(
+        d.terminate(),
+        Some(0),
+        "{}",
+        fs::read_to_string(log).unwrap_or_default()
+    );
+    assert!(env.running().is_empty(), "{:?}", env.running());
+}
+
+#[test]
+fn apply_dry_run_wait_and_delete() {
+    need_root!("apply_dry_run_wait_and_delete");
+    let env = Env::new();
+    let input = env.rkt.scratch().join("web.yaml");
+    fs::write(&input, env.pod("web", "3600")).unwrap();
+    let two = env.rkt.scratch().join("two.yaml");
+    fs::write(
+        &two,
+        [env.pod("a", "3600"), env.pod("b", "3600")].join("---\n"),
+    )
+    .unwrap();
+
+    let out = env
+        .rkt
+        .ok(["apply", "-f", input.to_str().unwrap(), "--dry-run"]);
+    assert!(out.contains("pod/default/web created (dry run)"), "{out}");
+    assert_eq!(
+        fs::read_dir(&env.pods_dir).unwrap().count(),
+        0,
+        "dry run wrote nothing"
+    );
+
+    let _d = env.daemon();
+    let out = env.rkt.run([
+        "apply",
+        "-f",
+        input.to_str().unwrap(),
+        "-f",
+        two.to_str().unwrap(),
+        "--wait=60s",
+    ]);
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout(), out.stderr());
+    let text = out.stdout();
+    assert!(text.contains("pod/default/web created"), "{text}");
+    assert!(text.contains("pod/default/web running"), "{text}");
+    assert!(env.pods_dir.join("default_web.yaml").is_file());
+    assert!(env.pods_dir.join("two.yaml").is_file());
+    assert_eq!(env.running().len(), 3);
+
+    // Again: unchanged; a change: configured.
+    let out = env.rkt.ok(["apply", "-f", input.to_str().unwrap()]);
+    assert!(out.contains("pod/default/web unchanged"), "{out}");
+    fs::write(&input, env.pod("web", "3601")).unwrap();
+    let out = env
+        .rkt
+        .ok(["apply", "-f", input.to_str().unwrap(), "--wait=60s"]);
+    assert!(out.contains("pod/default/web configured"), "{out}");
+    let st = env.pod_status("web");
+    assert_eq!(st["phase"], "Running");
+
+    // From standard input.
+    let mut child = env
+        .rkt
+        .command(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(env.pod("stdin", "3600").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(env.pods_dir.join("default_stdin.yaml").is_file());
+
+    // delete -f: the files go, the pods go.
+    let out = env.rkt.run([
+        "delete",
+        "-f",
+        two.to_str().unwrap(),
+        "-f",
+        input.to_str().unwrap(),
+        "--wait=60s",
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr());
+    assert!(
+        out.stdout().contains("pod/default/a deleted"),
+        "{}",
+        out.stdout()
+    );
+    assert!(!env.pods_dir.join("two.yaml").exists());
+    poll("only the stdin pod left", LONG, || {
+        env.running()
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            == ["default/stdin"]
+    });
+    let out = env.rkt.run(["delete", "-f", input.to_str().unwrap()]);
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stdout().contains("pod/default/web not found"),
+        "{}",
+        out.stdout()
+    );
+}
+
+#[test]
+fn apply_of_invalid_yaml_writes_nothing_and_names_the_line() {
+    need_root!("apply_of_invalid_yaml_writes_nothing_and_names_the_line");
+    let env = Env::new();
+    let good = env.rkt.scratch().join("good.yaml");
+    fs::write(&good, env.pod("good", "3600")).unwrap();
+    let bad = env.rkt.scratch().join("bad.yaml");
+    fs::write(
+        &bad,
+        env.pod("bad", "3600")
+            .replace("  containers:", "  containers: ["),
+    )
+    .unwrap();
+    let out = env.rkt.run([
+        "apply",
+        "-f",
+        good.to_str().unwrap(),
+        "-f",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr());
+    let err = out.stderr();
+    assert!(err.contains(&format!("{}:", bad.display())), "{err}");
+    assert!(err.contains("nothing was applied"), "{err}");
+    assert_eq!(fs::read_dir(&env.pods_dir).unwrap().count(), 0);
+}
+
+#[test]
+fn an_unverified_image_is_reported_and_never_started_and_wait_times_out() {
+    need_root!("an_unverified_image_is_reported_and_never_started_and_wait_times_out");
+    let env = Env::new();
+    // No --insecure-options: the unsigned image must fail verification.
+    let _d = env.start(&[], false);
+    let input = env.rkt.scratch().join("web.yaml");
+    fs::write(&input, env.pod("web", "3600")).unwrap();
+    let out = env
+        .rkt
+        .run(["apply", "-f", input.to_str().unwrap(), "--wait=3s"]);
+    assert_eq!(out.code(), Some(1), "{}\n{}", out.stdout(), out.stderr());
+    let err = out.stderr();
+    assert!(err.contains("pod/default/web still Pending"), "{err}");
+    assert!(
+        err.contains("signature") || err.contains("insecure"),
+        "{err}"
+    );
+    assert!(err.contains("timed out"), "{err}");
+    let st = env.pod_status("web");
+    assert_eq!(st["phase"], "Pending");
+    assert_eq!(st["lastError"]["field"], "spec.containers[0].image", "{st}");
+    assert!(env.pod_dirs().is_empty(), "{:?}", env.pod_dirs());
+}
+
+#[test]
+fn start_first_replacement_starts_the_new_pod_before_stopping_the_old() {
+    need_root!("start_first_replacement_starts_the_new_pod_before_stopping_the_old");
+    let env = Env::new();
+    let d = env.daemon();
+    let annotated = |arg: &str| {
+        env.pod("sf", arg).replace(
+            "  name: sf\n",
+            "  name: sf\n  annotations:\n    rkt.io/replace: start-first\n",
+        )
+    };
+    env.write("sf.yaml", &annotated("3600"));
+    let first = env.wait_running("sf");
+    env.write("sf.yaml", &annotated("3601"));
+    poll("the replacement", LONG, || {
+        env.running_uuid("sf").is_some_and(|u| u != first)
+            && env.pods().iter().all(|p| p["uuid"] != first.as_str())
+    });
+    env.wait_running("sf");
+    let log = fs::read_to_string(&d.log).unwrap();
+    assert!(log.contains("starting the new pod first"), "{log}");
+    // The new pod was created while the old one still ran.
+    let started = log.find("starting the new pod first").unwrap();
+    let created = log[started..].find("pod started").map(|i| i + started);
+    let stopping = log[started..]
+        .find("stopping the old pod")
+        .map(|i| i + started);
+    assert!(
+        matches!((created, stopping), (Some(c), Some(s)) if c < s),
+        "{log}"
+    );
+}

@@ -1,0 +1,461 @@
+//! `rkt reconcile [status]`, `rkt apply -f`, `rkt delete -f`
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use rkt::reconcile::act::{self, Children, Executor};
+use rkt::reconcile::apply::{self, Change};
+use rkt::reconcile::daemon::{Options, Reconciler};
+use rkt::reconcile::k8s::PodKey;
+use rkt::reconcile::mapping::MapContext;
+use rkt::reconcile::observe::scan_dir;
+use rkt::reconcile::plan::BackoffPolicy;
+use rkt::reconcile::status::{self, Phase, StatusFile};
+
+use super::image::Format;
+use crate::Cli;
+
+/// Exit code when manifests are invalid, or pods failed or did not get ready in time.
+const EXIT_PODS: u8 = 1;
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ReconcileArgs {
+    #[command(subcommand)]
+    pub command: Option<ReconcileCommand>,
+    /// The directory of Pod manifests (default <local-config>/pods.d). May be a symlink
+    /// that is swapped atomically.
+    #[arg(long, value_name = "DIR")]
+    pub pods_dir: Option<PathBuf>,
+    /// Full pass at least this often (catches anything inotify missed).
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
+    pub resync: Duration,
+    /// Quiet time after a change in the pods dir before acting on it.
+    #[arg(long, default_value = "200ms", value_parser = duration, value_name = "DURATION")]
+    pub debounce: Duration,
+    /// One pass: act, wait for the pods to be created or removed, write the status, exit
+    /// (0: no errors, 1: some pods or files have errors).
+    #[arg(long)]
+    pub once: bool,
+    /// CrashLoopBackOff: first delay before a pod is recreated.
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
+    pub backoff_initial: Duration,
+    /// CrashLoopBackOff: longest delay.
+    #[arg(long, default_value = "5m", value_parser = duration, value_name = "DURATION")]
+    pub backoff_max: Duration,
+    /// CrashLoopBackOff: a pod running this long starts the back-off over.
+    #[arg(long, default_value = "10m", value_parser = duration, value_name = "DURATION")]
+    pub backoff_reset: Duration,
+    /// Stop the manifests' pods when the loop ends (default: leave them running).
+    #[arg(long)]
+    pub stop_pods_on_exit: bool,
+    /// Pod operations (fetch, start, stop) run in parallel.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub parallel: usize,
+    /// The stage1 binary to use.
+    #[arg(long, value_name = "FILE")]
+    pub stage1_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReconcileCommand {
+    /// Show each manifest pod's phase, pod, restarts and last error (from
+    /// <dir>/reconcile/status.json; no daemon needed).
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A manifest file, a directory of them, or - for standard input. Repeatable.
+    #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
+    pub files: Vec<String>,
+    /// The pods dir to write into (default <local-config>/pods.d).
+    #[arg(long, value_name = "DIR")]
+    pub pods_dir: Option<PathBuf>,
+    /// Validate and show what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Wait until the pods run (and are ready, if they have readiness probes), at most
+    /// TIMEOUT (default 5m); exit 1 with their errors otherwise.
+    #[arg(long, num_args = 0..=1, default_missing_value = "5m", value_parser = duration, value_name = "TIMEOUT")]
+    pub wait: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Manifests naming the pods to delete: a file, a directory, or -. Repeatable.
+    #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
+    pub files: Vec<String>,
+    #[arg(long, value_name = "DIR")]
+    pub pods_dir: Option<PathBuf>,
+    /// Wait until the reconciler has removed the pods, at most TIMEOUT (default 5m).
+    #[arg(long, num_args = 0..=1, default_missing_value = "5m", value_parser = duration, value_name = "TIMEOUT")]
+    pub wait: Option<Duration>,
+}
+
+fn pods_dir(cli: &Cli, explicit: &Option<PathBuf>) -> PathBuf {
+    explicit
+        .clone()
+        .unwrap_or_else(|| cli.local_config.join("pods.d"))
+}
+
+pub fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode> {
+    if let Some(ReconcileCommand::Status(s)) = &args.command {
+        return show_status(cli, s);
+    }
+    if args.backoff_initial.is_zero() || args.backoff_max < args.backoff_initial {
+        bail!("--backoff-initial must be positive and at most --backoff-max");
+    }
+    let stage1 = act::stage1_path(args.stage1_path.as_deref());
+    let exec = Executor {
+        store: super::open_store(cli)?,
+        keystore: super::keystore(cli),
+        pods: super::open_pods(cli)?,
+        stage1,
+        map: MapContext {
+            insecure: cli.insecure_options,
+            backoff: manifests::runtime::Backoff {
+                initial_secs: args.backoff_initial.as_secs().max(1),
+                max_secs: args.backoff_max.as_secs().max(1),
+                reset_secs: args.backoff_reset.as_secs().max(1),
+            },
+            host_name: Some(
+                rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+        },
+        local_config: cli.local_config.clone(),
+        system_config: cli.system_config.clone(),
+        cni_path: cli.cni_path(),
+        children: Children::default(),
+    };
+    let opts = Options {
+        data_dir: cli.dir.clone(),
+        pods_dir: pods_dir(cli, &args.pods_dir),
+        resync: args.resync.max(Duration::from_millis(100)),
+        debounce: args.debounce,
+        once: args.once,
+        backoff: BackoffPolicy {
+            initial: args.backoff_initial,
+            max: args.backoff_max,
+            reset: args.backoff_reset,
+        },
+        stop_pods_on_exit: args.stop_pods_on_exit,
+        workers: args.parallel.max(1),
+    };
+    let shown = opts.pods_dir.display().to_string();
+    let summary = Reconciler::new(opts, exec)?
+        .run()
+        .with_context(|| format!("reconciling {shown}"))?;
+    if args.once && summary.problems > 0 {
+        eprintln!(
+            "rkt: {} of the manifests' pods or files have errors; see rkt reconcile status",
+            summary.problems
+        );
+        return Ok(ExitCode::from(EXIT_PODS));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_status(cli: &Cli) -> Result<Option<StatusFile>> {
+    status::read_status(&cli.dir).context("cannot read the reconciler's status")
+}
+
+fn age(t: SystemTime) -> String {
+    let secs = SystemTime::now()
+        .duration_since(t)
+        .unwrap_or_default()
+        .as_secs();
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m", secs / 60),
+        3600..=86399 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+fn show_status(cli: &Cli, args: &StatusArgs) -> Result<ExitCode> {
+    let Some(st) = read_status(cli)? else {
+        bail!(
+            "no reconciler has written a status under {} yet; start one with rkt reconcile",
+            cli.dir.display()
+        );
+    };
+    if let Some(format) = args.format {
+        let out = match format {
+            Format::Json => serde_json::to_string(&st)?,
+            Format::JsonPretty => serde_json::to_string_pretty(&st)?,
+        };
+        println!("{out}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows: Vec<[String; 7]> =
+        vec![["POD", "PHASE", "READY", "RESTARTS", "UUID", "AGE", "FILE"].map(String::from)];
+    for p in &st.pods {
+        rows.push([
+            p.key.clone(),
+            p.phase.to_string(),
+            if p.ready { "yes" } else { "no" }.into(),
+            p.restarts.to_string(),
+            p.uuid
+                .as_deref()
+                .map(|u| u[..8.min(u.len())].to_string())
+                .unwrap_or_else(|| "-".into()),
+            age(p.last_transition_time),
+            match p.line {
+                Some(l) => format!("{}:{l}", p.file),
+                None => p.file.clone(),
+            },
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, s)| format!("{s:<w$}", w = widths[c]))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    for p in &st.pods {
+        if let Some(m) = &p.message {
+            println!("{}: {m}", p.key);
+        }
+        if let Some(e) = &p.last_error {
+            println!("{}: error: {e}", p.key);
+        }
+    }
+    for f in &st.files {
+        for e in &f.errors {
+            println!("invalid: {e}");
+        }
+    }
+    if let Some(e) = &st.dir_error {
+        println!("pods dir: {e}");
+    }
+    println!(
+        "pods dir {} (updated {} ago by pid {})",
+        st.pods_dir.display(),
+        age(st.updated_at),
+        st.pid
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode> {
+    let dir = pods_dir(cli, &args.pods_dir);
+    let parsed = apply::parse_inputs(apply::read_inputs(&args.files)?);
+    let mut invalid = false;
+    for p in &parsed {
+        if !p.errors.is_empty() {
+            invalid = true;
+            println!("{} invalid", p.input.name);
+            for e in &p.errors {
+                eprintln!("{e}");
+            }
+        }
+    }
+    if invalid {
+        eprintln!("rkt: nothing was applied: fix the errors above");
+        return Ok(ExitCode::from(EXIT_PODS));
+    }
+    let scan = scan_dir(&dir);
+    if let Some(e) = &scan.error {
+        bail!("cannot read the pods dir: {e}");
+    }
+    let writes = match apply::plan_apply(&parsed, &scan) {
+        Ok(w) => w,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("rkt: {p}");
+            }
+            eprintln!("rkt: nothing was applied");
+            return Ok(ExitCode::from(EXIT_PODS));
+        }
+    };
+    let suffix = if args.dry_run { " (dry run)" } else { "" };
+    let mut wanted: Vec<(PodKey, String)> = Vec::new();
+    for w in &writes {
+        for (key, hash, change) in &w.changes {
+            println!("pod/{key} {}{suffix}", change.as_str());
+            wanted.push((key.clone(), hash.clone()));
+        }
+    }
+    if args.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for w in writes.iter().filter(|w| w.differs) {
+        apply::write_atomic(&dir, &w.target, &w.bytes)?;
+        eprintln!("wrote {}", dir.join(&w.target).display());
+    }
+    if writes
+        .iter()
+        .all(|w| w.changes.iter().all(|(_, _, c)| *c == Change::Unchanged))
+        && args.wait.is_none()
+    {
+        return Ok(ExitCode::SUCCESS);
+    }
+    match args.wait {
+        Some(timeout) => wait_running(cli, &wanted, timeout),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Poll the status until every pod runs its applied spec (and is ready when it has
+/// readiness probes), one failed, or the time is up.
+fn wait_running(cli: &Cli, wanted: &[(PodKey, String)], timeout: Duration) -> Result<ExitCode> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let st = read_status(cli)?;
+        let mut pending = Vec::new();
+        let mut failed = Vec::new();
+        for (key, hash) in wanted {
+            let k = key.to_string();
+            let p = st.as_ref().and_then(|s| s.pod(&k));
+            match p {
+                Some(p) if p.spec_hash == *hash => match p.phase {
+                    Phase::Running if p.ready || !p.readiness_probes => {}
+                    Phase::Succeeded => {}
+                    Phase::Failed | Phase::Invalid => failed.push(p.clone()),
+                    _ => pending.push((k, Some(p.clone()))),
+                },
+                other => pending.push((k, other.cloned())),
+            }
+        }
+        if failed.is_empty() && pending.is_empty() {
+            for (key, _) in wanted {
+                println!("pod/{key} running");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !failed.is_empty() || Instant::now() >= deadline {
+            for p in &failed {
+                eprintln!("pod/{} {}", p.key, p.phase);
+                if let Some(e) = &p.last_error {
+                    eprintln!("  {e}");
+                }
+                if let Some(m) = &p.message {
+                    eprintln!("  {m}");
+                }
+            }
+            for (k, p) in &pending {
+                match p {
+                    Some(p) => {
+                        let what = if p.phase == Phase::Running {
+                            "running, not ready".to_string()
+                        } else {
+                            p.phase.to_string()
+                        };
+                        eprintln!("pod/{k} still {what}");
+                        if let Some(e) = &p.last_error {
+                            eprintln!("  {e}");
+                        }
+                        if let Some(m) = &p.message {
+                            eprintln!("  {m}");
+                        }
+                    }
+                    None => eprintln!(
+                        "pod/{k} not seen by the reconciler yet (is rkt reconcile running on {}?)",
+                        cli.dir.display()
+                    ),
+                }
+            }
+            if failed.is_empty() {
+                eprintln!(
+                    "rkt: timed out after {}",
+                    humantime::format_duration(timeout)
+                );
+            }
+            return Ok(ExitCode::from(EXIT_PODS));
+        }
+        std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+pub fn delete(cli: &Cli, args: &DeleteArgs) -> Result<ExitCode> {
+    let dir = pods_dir(cli, &args.pods_dir);
+    let parsed = apply::parse_inputs(apply::read_inputs(&args.files)?);
+    let mut keys: BTreeSet<PodKey> = BTreeSet::new();
+    let mut invalid = false;
+    for p in &parsed {
+        for e in &p.errors {
+            invalid = true;
+            eprintln!("{e}");
+        }
+        keys.extend(p.pods.iter().map(|d| d.key.clone()));
+    }
+    if invalid {
+        eprintln!("rkt: nothing was deleted: fix the errors above");
+        return Ok(ExitCode::from(EXIT_PODS));
+    }
+    let scan = scan_dir(&dir);
+    if let Some(e) = &scan.error {
+        bail!("cannot read the pods dir: {e}");
+    }
+    let plan = apply::plan_delete(&keys, &scan);
+    for f in &plan.files {
+        apply::remove_file(&dir, f)?;
+        eprintln!("removed {}", dir.join(f).display());
+    }
+    for k in &plan.deleted {
+        println!("pod/{k} deleted");
+    }
+    for k in &plan.not_found {
+        println!("pod/{k} not found");
+    }
+    for p in &plan.problems {
+        eprintln!("rkt: {p}");
+    }
+    let mut ok = plan.problems.is_empty() && plan.not_found.is_empty();
+    if let Some(timeout) = args.wait {
+        ok &= wait_gone(cli, &plan.deleted, timeout)?;
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_PODS)
+    })
+}
+
+fn wait_gone(cli: &Cli, keys: &[PodKey], timeout: Duration) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let st = read_status(cli)?;
+        let left: Vec<String> = keys
+            .iter()
+            .map(|k| k.to_string())
+            .filter(|k| st.as_ref().is_some_and(|s| s.pod(k).is_some()))
+            .collect();
+        if left.is_empty() {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "rkt: timed out waiting for {} to be removed",
+                left.join(", ")
+            );
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
