@@ -69,11 +69,21 @@ pod_runs=100
 [ $quick = 1 ] && pod_runs=5
 echo "bench: pod start, $pod_runs runs each" >&2
 bench/pods.sh "$results" "$pod_runs"
-for extra in bench/net.sh bench/cni.sh bench/oci.sh; do
-    if [ -x "$extra" ]; then
-        echo "bench: $extra" >&2
-        "$extra" "$results" "$quick" || echo "bench: $extra failed" >&2
-    fi
-done
+# The other benchmarks, each writing hyperfine exports into $results.
+cni_runs=20
+[ $quick = 1 ] && cni_runs=2
+oci_quick=()
+[ $quick = 1 ] && oci_quick=(--quick)
+echo "bench: networking (pod start with and without CNI, at 1 and 100 pods)" >&2
+bench/net.sh "$results" "$quick" || echo "bench: bench/net.sh failed" >&2
+echo "bench: CNI bridge ADD+DEL, ours vs the reference plugin" >&2
+bench/cni.sh "$results" "$cni_runs" || echo "bench: bench/cni.sh failed" >&2
+echo "bench: Docker/OCI pull + render vs skopeo + umoci" >&2
+bench/oci.sh "${oci_quick[@]}" "$results" || echo "bench: bench/oci.sh failed" >&2
+if [ -x bench/reconcile.sh ]; then
+    echo "bench: reconciler latency and scale" >&2
+    bench/reconcile.sh "$results" "$quick" || echo "bench: bench/reconcile.sh failed" >&2
+    [ -f "$results/reconcile-scale.txt" ] && cat "$results/reconcile-scale.txt"
+fi
 
 python3 bench/table.py "$results"/*.json
