@@ -699,7 +699,7 @@ fn restarts_readopt_pods_and_sigterm_leaves_them_running() {
     let uuid = env.wait_running("web");
 
     // A second reconciler on the same data dir is refused.
-    let second = env.rkt_insecure(&["reconcile", "--once"]);
+    let second = env.rkt_insecure(&["reconcile", "--once", "--lock-timeout=0s"]);
     assert_eq!(second.code(), Some(254), "{}", second.stderr());
     assert!(
         second.stderr().contains("another rkt reconcile"),

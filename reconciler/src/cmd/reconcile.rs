@@ -38,6 +38,10 @@ pub struct ReconcileArgs {
     /// Full pass at least this often (catches anything inotify missed).
     #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
     pub resync: Duration,
+    /// How long to wait for another reconciler on this data dir to exit (one that was
+    /// just killed may still be exiting) before giving up.
+    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
+    pub lock_timeout: Duration,
     /// Quiet time after a change in the pods dir before acting on it.
     #[arg(long, default_value = "200ms", value_parser = duration, value_name = "DURATION")]
     pub debounce: Duration,
@@ -158,6 +162,7 @@ pub fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode> {
         },
         stop_pods_on_exit: args.stop_pods_on_exit,
         workers: args.parallel.max(1),
+        lock_timeout: args.lock_timeout,
     };
     let shown = opts.pods_dir.display().to_string();
     let summary = Reconciler::new(opts, exec)?

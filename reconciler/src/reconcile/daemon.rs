@@ -48,6 +48,8 @@ pub struct Options {
     pub stop_pods_on_exit: bool,
     /// Pod operations run in parallel.
     pub workers: usize,
+    /// How long to wait for another reconciler on the same data dir to exit.
+    pub lock_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +96,7 @@ pub struct LoopLock {
 }
 
 impl LoopLock {
-    pub fn take(data_dir: &std::path::Path) -> Result<LoopLock, DaemonError> {
+    pub fn take(data_dir: &std::path::Path, wait: Duration) -> Result<LoopLock, DaemonError> {
         let dir = status::state_dir(data_dir);
         std::fs::create_dir_all(&dir).map_err(|source| DaemonError::Lock {
             path: dir.clone(),
@@ -112,17 +114,31 @@ impl LoopLock {
             .truncate(false)
             .open(&path)
             .map_err(lock_err)?;
-        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                return Err(DaemonError::Locked {
-                    dir: data_dir.to_path_buf(),
-                    pid: pid.trim().to_string(),
-                });
+        // A reconciler that was just killed may still be exiting, or have a child
+        // between fork and exec that holds a copy of the descriptor: wait a little
+        // for the lock (as a restart by systemd would want) before giving up.
+        let deadline = std::time::Instant::now() + wait;
+        let mut said = false;
+        loop {
+            match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                    if !said {
+                        tracing::info!(lock = %path.display(), "waiting for another rkt reconcile to exit");
+                        said = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    let mut pid = String::new();
+                    let _ = file.read_to_string(&mut pid);
+                    return Err(DaemonError::Locked {
+                        dir: data_dir.to_path_buf(),
+                        pid: pid.trim().to_string(),
+                    });
+                }
+                Err(e) => return Err(lock_err(e.into())),
             }
-            Err(e) => return Err(lock_err(e.into())),
         }
         file.set_len(0).map_err(lock_err)?;
         file.rewind().map_err(lock_err)?;
@@ -152,7 +168,7 @@ pub struct Reconciler {
 impl Reconciler {
     /// Take the data dir's reconcile lock and load the state a previous run left.
     pub fn new(opts: Options, exec: Executor) -> Result<Reconciler, DaemonError> {
-        let lock = LoopLock::take(&opts.data_dir)?;
+        let lock = LoopLock::take(&opts.data_dir, opts.lock_timeout)?;
         let state = status::read_state(&opts.data_dir).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "ignoring an unreadable reconcile state");
             State::default()
