@@ -115,10 +115,23 @@ impl PodNs {
             .expect("run nsenter")
     }
 
+    /// Whether `ip` answers a ping within 10 s (one echo at a time, so the first
+    /// packets of a bridge port that just came up, on a loaded machine, may be lost
+    /// without failing the test).
     pub fn ping(&self, ip: &str) -> bool {
-        self.exec(&["busybox", "ping", "-c1", "-W2", ip])
-            .status
-            .success()
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if self
+                .exec(&["busybox", "ping", "-c1", "-W1", ip])
+                .status
+                .success()
+            {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+        }
     }
 }
 

@@ -668,11 +668,26 @@ impl<'a> OciFetcher<'a> {
         let mut created: Vec<String> = Vec::new();
         let result = self.import_inner(source, plan, index, &id, &mut created);
         if result.is_err() && !created.is_empty() {
-            match self.store.free_unused_blobs(&created) {
-                Ok(n) => tracing::debug!(freed = n, "freed the blobs of a failed fetch"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot free the blobs of a failed fetch")
+            // A blob's lock can stay held for a moment after its lease is gone (a
+            // process forked by another thread keeps a copy of the descriptor until
+            // it execs): try again for a short while before leaving it to gc.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            loop {
+                match self.store.free_unused_blobs(&created) {
+                    Ok(n) => tracing::debug!(freed = n, "freed the blobs of a failed fetch"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot free the blobs of a failed fetch");
+                        break;
+                    }
                 }
+                let left = created.iter().any(|d| {
+                    self.store.oci_blob_path(d).exists()
+                        && self.store.blob_refcount(d).is_ok_and(|n| n == 0)
+                });
+                if !left || std::time::Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
         }
         result
