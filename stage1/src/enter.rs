@@ -283,6 +283,23 @@ pub fn find_app_pid(
 
 /// Runs `cmd` (default [`DEFAULT_COMMAND`]) in the running `app` of the pod in
 /// `pod_dir` and returns its exit status. See the module documentation.
+/// An app's process starts as stage1's launcher, which builds the app's mount
+/// namespace and root and then execs the app. Entering before that exec would join
+/// a namespace without the app's root, so wait (a bounded time) until the process
+/// no longer runs the stage1 binary.
+fn wait_until_exec(pid_dir: &Path) {
+    let Ok(ours) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        match std::fs::read_link(pid_dir.join("exe")) {
+            Ok(exe) if exe == ours => std::thread::sleep(std::time::Duration::from_millis(10)),
+            _ => return,
+        }
+    }
+}
+
 pub fn enter(
     pod_dir: &Path,
     cfg: &RuntimeConfig,
@@ -303,6 +320,7 @@ pub fn enter(
     let proc = Path::new("/proc");
     let pid = find_app_pid(pod_dir, cfg, app_name, proc)?;
     let pid_dir = proc.join(pid.to_string());
+    wait_until_exec(&pid_dir);
 
     // Everything from the host side first: cgroups, namespace handles, the app's root.
     let cgroup_file = pid_dir.join("cgroup");
