@@ -15,7 +15,10 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 set +e
-cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/rkt-test-$$.log | grep -vE '^test .* \.\.\. ok$'
+# One test at a time per binary: many tests start real pods, registries and network
+# namespaces, and on a 2-core machine running two at once made timing-sensitive ones
+# (kill -9 recovery, forks racing other tests' descriptors) fail now and then.
+cargo test --workspace --no-fail-fast -- --test-threads=1 2>&1 | tee /tmp/rkt-test-$$.log | grep -vE '^test .* \.\.\. ok$'
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -Eo '[0-9]+ passed' /tmp/rkt-test-$$.log | awk '{s+=$1} END {print s+0}')
