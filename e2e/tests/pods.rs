@@ -146,16 +146,17 @@ impl Drop for Background {
 
 fn wait_running(rkt: &Rkt) -> String {
     let mut uuid = String::new();
-    poll("the pod to run", Duration::from_secs(30), || {
-        let pods = pods_json(rkt);
-        match pods.first() {
-            Some(p) if p["state"] == "running" => {
+    poll(
+        "a pod to run",
+        Duration::from_secs(30),
+        || match pods_json(rkt).iter().find(|p| p["state"] == "running") {
+            Some(p) => {
                 uuid = p["uuid"].as_str().unwrap().to_string();
                 true
             }
-            _ => false,
-        }
-    });
+            None => false,
+        },
+    );
     rkt.ok(["status", "--wait-ready=30s", &uuid]);
     uuid
 }
@@ -531,14 +532,7 @@ fn stop_with_grace_period_and_force_then_gc_leaves_nothing() {
             "trap '' TERM; echo trapped; while :; do usleep 100000; done",
         ],
     );
-    let uuid2 = loop {
-        let pods = pods_json(rkt);
-        if let Some(p) = pods.iter().find(|p| p["state"] == "running") {
-            break p["uuid"].as_str().unwrap().to_string();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    rkt.ok(["status", "--wait-ready=30s", &uuid2]);
+    let uuid2 = wait_running(rkt);
     // Started is not enough: SIGTERM must come after the shell ignores it.
     poll("the app to ignore SIGTERM", Duration::from_secs(30), || {
         rkt.ok(["logs", &uuid2]).contains("trapped")
@@ -560,14 +554,7 @@ fn stop_with_grace_period_and_force_then_gc_leaves_nothing() {
             "trap '' TERM; echo trapped; while :; do usleep 100000; done",
         ],
     );
-    let uuid3 = loop {
-        let pods = pods_json(rkt);
-        if let Some(p) = pods.iter().find(|p| p["state"] == "running") {
-            break p["uuid"].as_str().unwrap().to_string();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    rkt.ok(["status", "--wait-ready=30s", &uuid3]);
+    let uuid3 = wait_running(rkt);
     rkt.ok(["stop", "--force", &uuid3]);
     let (code, _, _) = bg.wait();
     assert_eq!(code, Some(137));
