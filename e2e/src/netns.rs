@@ -7,10 +7,14 @@
 //! Needs root (`CAP_SYS_ADMIN`).
 
 use std::io;
+use std::path::Path;
 use std::process::Command;
+use std::sync::OnceLock;
 use std::thread;
 
 use rustix::thread::UnshareFlags;
+
+use crate::rkt::rkt_bin;
 
 /// Move the **calling thread** into a new network namespace and bring its `lo` up.
 ///
@@ -46,6 +50,76 @@ pub fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
         Ok(v) => v,
         Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+/// Build this workspace's CNI plugins (next to `rkt`, where its default CNI path
+/// finds them first) once per test process.
+pub fn build_plugins() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "cni-plugins", "--bins"])
+            .current_dir(&workspace)
+            .status()
+            .expect("run cargo build for the CNI plugins");
+        assert!(status.success(), "cargo build -p cni-plugins failed");
+        let dir = rkt_bin().parent().unwrap().to_path_buf();
+        let ours: Vec<&str> = ["bridge", "host-local", "portmap"]
+            .into_iter()
+            .filter(|p| dir.join(p).is_file())
+            .collect();
+        eprintln!(
+            "network tests: plugins beside rkt: {ours:?} (the rest from /usr/lib/cni, /opt/cni/bin)"
+        );
+    });
+}
+
+/// Run `f` on a thread in a new network and mount namespace: the test's "host".
+///
+/// Everything pod networking makes (bridges, veths, NAT rules, `ip_forward`) exists
+/// only there and vanishes with it; mounts are private, and a tmpfs covers
+/// `/var/lib/cni` so IP leases stay private too. `rkt` and the CNI plugins are built
+/// first (cargo needs nothing of the test host). A panic in `f` is passed on.
+pub fn in_test_host<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    rkt_bin();
+    build_plugins();
+    thread::Builder::new()
+        .name("test-host".into())
+        .spawn(move || {
+            #[allow(unsafe_code)]
+            // SAFETY: CLONE_FILES is not among the flags (the reason unshare is unsafe
+            // in rustix); NEWNET and NEWNS only change the namespaces of this thread,
+            // which is thrown away afterwards.
+            unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNET | UnshareFlags::NEWNS) }
+                .expect("create the test host's namespaces (are we root?)");
+            use rustix::mount::MountPropagationFlags as P;
+            rustix::mount::mount_change("/", P::PRIVATE | P::REC).expect("make mounts private");
+            host_sh("ip link set lo up");
+            // Leases of host-local (default /var/lib/cni/networks) stay in this
+            // namespace. Where /var/lib/cni does not exist, cover /var/lib instead
+            // (nothing the tests run needs it) rather than create it on the host.
+            if Path::new("/var/lib/cni").is_dir() {
+                host_sh("mount -t tmpfs rkt-e2e-cni /var/lib/cni");
+            } else {
+                host_sh("mount -t tmpfs rkt-e2e-cni /var/lib && mkdir -p /var/lib/cni");
+            }
+            f()
+        })
+        .expect("spawn the test host thread")
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+fn host_sh(cmd: &str) {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[allow(unsafe_code)]

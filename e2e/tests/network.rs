@@ -11,10 +11,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use e2e::rkt::{busybox_aci, is_root, rkt_bin, Rkt};
+use e2e::netns::in_test_host;
+use e2e::rkt::{busybox_aci, is_root, Rkt};
 use serde_json::Value;
 
 const NAME: &str = "example.com/busybox";
@@ -28,66 +28,6 @@ macro_rules! need_root {
             return;
         }
     };
-}
-
-/// Build this workspace's CNI plugins (next to `rkt`, where its default CNI path
-/// finds them first) once per test process.
-fn build_plugins() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "cni-plugins", "--bins"])
-            .current_dir(&workspace)
-            .status()
-            .expect("run cargo build for the CNI plugins");
-        assert!(status.success(), "cargo build -p cni-plugins failed");
-        let dir = rkt_bin().parent().unwrap().to_path_buf();
-        let ours: Vec<&str> = ["bridge", "host-local", "portmap"]
-            .into_iter()
-            .filter(|p| dir.join(p).is_file())
-            .collect();
-        eprintln!(
-            "network tests: plugins beside rkt: {ours:?} (the rest from /usr/lib/cni, /opt/cni/bin)"
-        );
-    });
-}
-
-/// Run `f` on a thread in a new network and mount namespace: the test's host.
-fn in_test_host<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    // Built outside: cargo needs nothing of the test host.
-    rkt_bin();
-    build_plugins();
-    std::thread::Builder::new()
-        .name("test-host".into())
-        .spawn(move || {
-            #[allow(unsafe_code)]
-            // SAFETY: CLONE_FILES is not among the flags (the reason unshare is unsafe
-            // in rustix); NEWNET and NEWNS only change the namespaces of this thread,
-            // which is thrown away afterwards.
-            unsafe {
-                rustix::thread::unshare_unsafe(
-                    rustix::thread::UnshareFlags::NEWNET | rustix::thread::UnshareFlags::NEWNS,
-                )
-            }
-            .expect("create the test host's namespaces (are we root?)");
-            use rustix::mount::MountPropagationFlags as P;
-            rustix::mount::mount_change("/", P::PRIVATE | P::REC).expect("make mounts private");
-            sh("ip link set lo up");
-            // Leases of host-local (default /var/lib/cni/networks) stay in this
-            // namespace. Where /var/lib/cni does not exist, cover /var/lib instead
-            // (nothing the test runs needs it) rather than create it on the host.
-            if Path::new("/var/lib/cni").is_dir() {
-                sh("mount -t tmpfs rkt-e2e-cni /var/lib/cni");
-            } else {
-                sh("mount -t tmpfs rkt-e2e-cni /var/lib && mkdir -p /var/lib/cni");
-            }
-            f()
-        })
-        .expect("spawn the test host thread")
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// Run a shell command in the test host; it must succeed. Returns stdout.

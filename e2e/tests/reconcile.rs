@@ -926,3 +926,124 @@ fn start_first_replacement_starts_the_new_pod_before_stopping_the_old() {
         "{log}"
     );
 }
+
+/// Drift in a pod's networking: its eth0 deleted inside the pod (CNI CHECK fails),
+/// then its network namespace unmounted and deleted. Each time the reconciler
+/// replaces the pod, which gets working networking again. Runs in a test host.
+#[test]
+fn broken_pod_networking_is_detected_and_the_pod_replaced() {
+    need_root!("broken_pod_networking_is_detected_and_the_pod_replaced");
+    e2e::netns::in_test_host(|| {
+        let env = Env::new();
+        let _d = env.start(&["--net-check-interval=1s"], true);
+        let yaml = env.pod("web", "3600").replace("  hostNetwork: true\n", "");
+        env.write("web.yaml", &yaml);
+        let first = env.wait_running("web");
+        let netns = |uuid: &str| env.rkt.data_dir().join("pods/run").join(uuid).join("netns");
+        let in_pod = |uuid: &str, args: &[&str]| {
+            std::process::Command::new("nsenter")
+                .arg(format!("--net={}", netns(uuid).display()))
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let addrs =
+            String::from_utf8_lossy(&in_pod(&first, &["ip", "-o", "addr"]).stdout).into_owned();
+        assert!(addrs.contains("eth0") && addrs.contains("inet "), "{addrs}");
+
+        // eth0 deleted by hand: the bridge plugin's CHECK fails; a new pod.
+        assert!(in_pod(&first, &["ip", "link", "del", "eth0"])
+            .status
+            .success());
+        poll("a new pod after eth0 was deleted", LONG, || {
+            env.running_uuid("web").is_some_and(|u| u != first)
+        });
+        let second = env.wait_running("web");
+        let addrs =
+            String::from_utf8_lossy(&in_pod(&second, &["ip", "-o", "addr"]).stdout).into_owned();
+        assert!(addrs.contains("eth0"), "the new pod has its eth0: {addrs}");
+        assert_eq!(env.pod_status("web")["restarts"], 1);
+        poll("the broken pod to be collected", LONG, || {
+            env.pods().iter().all(|p| p["uuid"] != first.as_str())
+        });
+
+        // The namespace itself unmounted and deleted: replaced too.
+        let ns = netns(&second);
+        rustix::mount::unmount(&ns, rustix::mount::UnmountFlags::DETACH).unwrap();
+        fs::remove_file(&ns).unwrap();
+        poll("a new pod after the netns was deleted", LONG, || {
+            env.running_uuid("web").is_some_and(|u| u != second)
+        });
+        env.wait_running("web");
+        assert_eq!(env.pod_status("web")["restarts"], 2);
+        let links = String::from_utf8_lossy(
+            &std::process::Command::new("ip")
+                .args(["-o", "link"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .into_owned();
+        assert_eq!(
+            links.matches("veth").count(),
+            1,
+            "only the running pod's veth is left: {links}"
+        );
+    });
+}
+
+/// A pods dir others can write is root for them: warned about (stderr, the log and
+/// the status), and refused with --strict-permissions; fixed, the refusal ends.
+#[test]
+fn a_pods_dir_others_can_write_is_warned_about_and_refused_when_strict() {
+    need_root!("a_pods_dir_others_can_write_is_warned_about_and_refused_when_strict");
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.write("web.yaml", &env.pod("web", "3600"));
+    fs::set_permissions(&env.pods_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let shown = env.pods_dir.display().to_string();
+
+    let strict = env.rkt_insecure(&["reconcile", "--once", "--strict-permissions"]);
+    assert_ne!(strict.code(), Some(0), "{}", strict.stderr());
+    assert!(
+        strict.stderr().contains(&shown)
+            && strict.stderr().contains("writable by others")
+            && strict.stderr().contains("--strict-permissions"),
+        "{}",
+        strict.stderr()
+    );
+    assert!(env.pods().is_empty(), "nothing was started");
+
+    // Not strict: a warning, and the pod runs.
+    let r = env.rkt_insecure(&["reconcile", "--once"]);
+    assert_eq!(r.code(), Some(0), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("WARNING") && r.stderr().contains(&shown),
+        "{}",
+        r.stderr()
+    );
+    let warnings = env.status()["warnings"].clone();
+    assert!(
+        warnings.to_string().contains("writable by others"),
+        "{warnings}"
+    );
+    assert!(env.rkt.ok(["reconcile", "status"]).contains("WARNING"));
+    assert!(env.running_uuid("web").is_some());
+
+    // A manifest owned by another user is found too; fixed, strict runs clean.
+    fs::set_permissions(&env.pods_dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let file = env.pods_dir.join("web.yaml");
+    rustix::fs::chown(&file, Some(rustix::fs::Uid::from_raw(1000)), None).unwrap();
+    let strict = env.rkt_insecure(&["reconcile", "--once", "--strict-permissions"]);
+    assert_ne!(strict.code(), Some(0));
+    assert!(
+        strict.stderr().contains("web.yaml") && strict.stderr().contains("owned by uid 1000"),
+        "{}",
+        strict.stderr()
+    );
+    rustix::fs::chown(&file, Some(rustix::fs::Uid::from_raw(0)), None).unwrap();
+    let strict = env.rkt_insecure(&["reconcile", "--once", "--strict-permissions"]);
+    assert_eq!(strict.code(), Some(0), "{}", strict.stderr());
+    assert!(!strict.stderr().contains("WARNING"), "{}", strict.stderr());
+    assert!(env.status().get("warnings").is_none());
+}

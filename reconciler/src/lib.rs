@@ -13,6 +13,7 @@ pub mod launch;
 pub mod net;
 pub mod oci;
 pub mod paths;
+pub mod perms;
 pub mod pod_spec;
 pub mod pods;
 pub mod reconcile;

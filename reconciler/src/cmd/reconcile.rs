@@ -61,6 +61,15 @@ pub struct ReconcileArgs {
     /// Stop the manifests' pods when the loop ends (default: leave them running).
     #[arg(long)]
     pub stop_pods_on_exit: bool,
+    /// CNI CHECK each running pod's networks this often; a failing CHECK (a veth or
+    /// address removed by hand, say) gets the pod replaced. 0 turns it off.
+    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
+    pub net_check_interval: Duration,
+    /// Refuse to act while the pods dir, the trust dirs or the network configuration
+    /// dirs (or a directory above them, or a file in them) can be written by others
+    /// than root: write access there is root on this host. Without it: a warning.
+    #[arg(long)]
+    pub strict_permissions: bool,
     /// Pod operations (fetch, start, stop) run in parallel.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub parallel: usize,
@@ -117,6 +126,18 @@ fn pods_dir(cli: &Cli, explicit: &Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| cli.local_config.join("pods.d"))
 }
 
+/// The directories whose write access is root on this host: the pods dir, the
+/// trusted keys and the CNI network configurations, local and system.
+fn guarded_dirs(cli: &Cli, explicit: &Option<PathBuf>) -> Vec<(PathBuf, &'static str)> {
+    vec![
+        (pods_dir(cli, explicit), "pods dir"),
+        (cli.local_config.join("trustedkeys"), "trust dir"),
+        (cli.system_config.join("trustedkeys"), "trust dir"),
+        (cli.local_config.join("net.d"), "network configuration dir"),
+        (cli.system_config.join("net.d"), "network configuration dir"),
+    ]
+}
+
 pub fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode> {
     if let Some(ReconcileCommand::Status(s)) = &args.command {
         return show_status(cli, s);
@@ -163,7 +184,20 @@ pub fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode> {
         stop_pods_on_exit: args.stop_pods_on_exit,
         workers: args.parallel.max(1),
         lock_timeout: args.lock_timeout,
+        net_check: args.net_check_interval,
+        guarded: guarded_dirs(cli, &args.pods_dir),
+        strict_permissions: args.strict_permissions,
     };
+    let findings = rkt::perms::check_all(&opts.guarded);
+    for f in &findings {
+        eprintln!("rkt: WARNING: {f}");
+    }
+    if args.strict_permissions && !findings.is_empty() {
+        bail!(
+            "refusing to start with --strict-permissions: {} path(s) above can be written by others than root",
+            findings.len()
+        );
+    }
     let shown = opts.pods_dir.display().to_string();
     let summary = Reconciler::new(opts, exec)?
         .run()
@@ -256,6 +290,9 @@ fn show_status(cli: &Cli, args: &StatusArgs) -> Result<ExitCode> {
     if let Some(e) = &st.dir_error {
         println!("pods dir: {e}");
     }
+    for w in &st.warnings {
+        println!("WARNING: {w}");
+    }
     println!(
         "pods dir {} (updated {} ago by pid {})",
         st.pods_dir.display(),
@@ -267,6 +304,11 @@ fn show_status(cli: &Cli, args: &StatusArgs) -> Result<ExitCode> {
 
 pub fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode> {
     let dir = pods_dir(cli, &args.pods_dir);
+    if let Ok(findings) = rkt::perms::check_dir(&dir, "pods dir") {
+        for f in findings {
+            eprintln!("rkt: WARNING: {f}");
+        }
+    }
     let parsed = apply::parse_inputs(apply::read_inputs(&args.files)?);
     let mut invalid = false;
     for p in &parsed {

@@ -789,6 +789,54 @@ fn del(
     }
 }
 
+/// CHECK every saved attachment of the running pod in `pod_dir` (CNI 0.4.0+): each
+/// plugin of each network is asked, with the saved configuration and final ADD result
+/// as `prevResult`, whether the pod's networking is still as ADD left it. `Ok(())`
+/// when every CHECK passed or none applies (no networks; a network older than 0.4.0,
+/// with `disableCheck`, or whose ADD did not finish); the first failure otherwise.
+/// A missing namespace is a failure without calling any plugin.
+pub fn check_pod(pod_dir: &Path, fallback: &CniPath) -> Result<(), NetError> {
+    let attachments = saved(pod_dir)?;
+    if attachments.is_empty() {
+        return Ok(());
+    }
+    let ns_path = pod_dir.join(NETNS_FILE);
+    if !netns::is_mounted(&ns_path) {
+        return Err(NetError::NetnsGone { path: ns_path });
+    }
+    for s in &attachments {
+        let record = &s.record;
+        let Some(prev) = record.result.as_ref().filter(|r| !r.is_null()) else {
+            continue;
+        };
+        let net = record.network_config(&s.path)?;
+        let disabled = record.config["disableCheck"].as_bool().unwrap_or(false);
+        if disabled || !config::version_at_least(&net.cni_version, "0.4.0") {
+            continue;
+        }
+        let cni_path = fallback.then(&CniPath {
+            dirs: record.cni_path.clone(),
+        });
+        let inv = plugin::Invocation {
+            command: CniCommand::Check,
+            container_id: &record.container_id,
+            netns: Some(&ns_path),
+            ifname: &record.ifname,
+            cni_args: &record.cni_args,
+            path: &cni_path,
+        };
+        for p in net.plugins() {
+            let ty = config::plugin_type(p);
+            let binary = find_plugin(&net, &ty, &cni_path)?;
+            let conf = plugin_config(&net, p, &record.capability_args, Some(prev));
+            let stdin = serde_json::to_vec(&conf).unwrap_or_default();
+            plugin::exec(&binary, &inv, &stdin, plugin::PLUGIN_TIMEOUT)
+                .map_err(|e| plugin_error(&net, &ty, &binary, CniCommand::Check, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Release everything the pod in `pod_dir` holds on the network: DEL of every saved
 /// attachment (last network first) with its saved configuration, result and
 /// arguments, then the namespace mount and file. `cni_path` is searched before the
@@ -1067,6 +1115,8 @@ pub enum NetError {
     CreateNetns { path: PathBuf, source: io::Error },
     #[error("remove the pod's network namespace {}: {source}", .path.display())]
     RemoveNetns { path: PathBuf, source: io::Error },
+    #[error("the pod's network namespace {} is gone", .path.display())]
+    NetnsGone { path: PathBuf },
     #[error("read {}: {source}", .path.display())]
     ReadPodFile { path: PathBuf, source: io::Error },
     #[error("write {}: {source}", .path.display())]

@@ -93,6 +93,7 @@ impl fmt::Display for CniPath {
 pub enum CniCommand {
     Add,
     Del,
+    Check,
 }
 
 impl CniCommand {
@@ -100,6 +101,7 @@ impl CniCommand {
         match self {
             CniCommand::Add => "ADD",
             CniCommand::Del => "DEL",
+            CniCommand::Check => "CHECK",
         }
     }
 }

@@ -787,13 +787,49 @@ fn attach_chains_results_and_release_uses_what_was_saved() {
             ]
         );
 
+        // CHECK: every plugin of every network, in order, with the final result.
+        check_pod(&pod, &CniPath::default()).unwrap();
+        assert_eq!(
+            &fakes.calls()[3..],
+            [
+                "first CHECK eth0 yes IgnoreUnknown=1;IP=10.7.0.2 pod-uuid",
+                "second CHECK eth0 yes IgnoreUnknown=1;IP=10.7.0.2 pod-uuid",
+                "other CHECK eth1 yes  pod-uuid",
+            ]
+        );
+        let check_in = fakes.stdin("first", "CHECK", 0);
+        assert_eq!(check_in["prevResult"]["routes"][0]["dst"], "0.0.0.0/0");
+        for f in fs::read_dir(fakes.dir.path()).unwrap().flatten() {
+            if f.file_name().to_string_lossy().contains("-CHECK-") {
+                fs::remove_file(f.path()).unwrap();
+            }
+        }
+        // A plugin that finds the networking changed fails the check, named.
+        fakes.plugin(
+            "second",
+            r#"{"cniVersion":"1.0.0","ips":[{"address":"10.7.0.2/24"}]}"#,
+            Some("CHECK"),
+        );
+        let e = check_pod(&pod, &CniPath::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("network one") && e.contains("plugin second") && e.contains("CHECK failed"),
+            "{e}"
+        );
+        let mut calls = fakes.calls();
+        calls.drain(..3);
+        calls.retain(|c| !c.contains(" CHECK "));
+        assert!(calls.is_empty(), "CHECK changed nothing else: {calls:?}");
+        let calls_before_del = fakes.calls().len();
+
         // net.d changes (the network is even deleted): release still works, with
         // the configuration and result saved at ADD.
         fs::remove_dir_all(local.join("net.d")).unwrap();
         teardown(&pod, &CniPath::default()).unwrap();
         let calls = fakes.calls();
         assert_eq!(
-            &calls[3..],
+            &calls[calls_before_del..],
             [
                 "other DEL eth1 yes  pod-uuid",
                 "second DEL eth0 yes IgnoreUnknown=1;IP=10.7.0.2 pod-uuid",
@@ -811,7 +847,10 @@ fn attach_chains_results_and_release_uses_what_was_saved() {
         assert!(!has_state(&pod));
         // Idempotent.
         teardown(&pod, &CniPath::default()).unwrap();
-        assert_eq!(fakes.calls().len(), 6);
+        assert_eq!(fakes.calls().len(), calls_before_del + 3);
+        // Without networks there is nothing to check.
+        check_pod(&pod, &CniPath::default()).unwrap();
+        assert_eq!(fakes.calls().len(), calls_before_del + 3);
     });
 }
 
@@ -1001,6 +1040,25 @@ fn reference_plugins_attach_and_release() {
         assert!(
             inside.contains("lo") && inside.contains("127.0.0.1"),
             "lo is up: {inside}"
+        );
+
+        // CHECK passes as attached; with the pod's eth0 gone the bridge plugin
+        // reports it.
+        check_pod(&pod, &CniPath::default()).unwrap();
+        let nsenter = |args: &[&str]| {
+            std::process::Command::new("nsenter")
+                .arg(format!("--net={}", pod.join(NETNS_FILE).display()))
+                .args(args)
+                .status()
+                .unwrap()
+        };
+        assert!(nsenter(&["ip", "link", "del", "eth0"]).success());
+        let e = check_pod(&pod, &CniPath::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("network ref") && e.contains("CHECK failed"),
+            "{e}"
         );
 
         teardown(&pod, &CniPath::default()).unwrap();
@@ -1200,5 +1258,62 @@ fn start_hook_amends_runtime_json_undoes_on_failure_and_gc_releases() {
         assert_eq!(fakes.calls().len(), 4);
         assert_eq!(fakes.calls()[3], format!("p DEL eth0 yes  {uuid}"));
         assert!(!mounted_at(&run_dir.join(NETNS_FILE)));
+    });
+}
+
+#[test]
+fn check_skips_old_versions_disabled_checks_and_unfinished_adds() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED check_skips_old_versions_disabled_checks_and_unfinished_adds: needs root"
+        );
+        return;
+    }
+    in_test_host(|| {
+        let fakes = FakePlugins::new();
+        fakes.plugin(
+            "p",
+            r#"{"cniVersion":"0.3.1","ips":[{"version":"4","address":"10.7.0.2/24"}]}"#,
+            Some("CHECK"),
+        );
+        let tmp = TempDir::new().unwrap();
+        let local = tmp.path().join("etc");
+        write(
+            &local.join("net.d/old.conflist"),
+            &json!({"cniVersion": "0.3.1", "name": "old", "plugins": [{"type": "p"}]}).to_string(),
+        );
+        write(
+            &local.join("net.d/off.conflist"),
+            &json!({"cniVersion": "1.0.0", "name": "off", "disableCheck": true,
+                    "plugins": [{"type": "p"}]})
+            .to_string(),
+        );
+        let pod = tmp.path().join("pod");
+        fs::create_dir(&pod).unwrap();
+        let opts = NetOptions {
+            mode: NetMode::parse(&["old,off"]).unwrap(),
+            local_config: local,
+            system_config: tmp.path().join("usr"),
+            cni_path: Some(fakes.path()),
+        };
+        setup(
+            &pod,
+            "pod-uuid",
+            &resolve(&opts, &[]).unwrap(),
+            &fakes.path(),
+        )
+        .unwrap();
+        // The plugin would fail CHECK, but neither network may be checked.
+        check_pod(&pod, &CniPath::default()).unwrap();
+        assert!(!fakes.calls().iter().any(|c| c.contains("CHECK")));
+        // A deleted namespace fails without asking any plugin.
+        let ns = pod.join(NETNS_FILE);
+        netns::remove(&ns).unwrap();
+        let e = check_pod(&pod, &CniPath::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is gone"), "{e}");
+        assert!(!fakes.calls().iter().any(|c| c.contains("CHECK")));
+        teardown(&pod, &CniPath::default()).unwrap();
     });
 }

@@ -50,6 +50,13 @@ pub struct Options {
     pub workers: usize,
     /// How long to wait for another reconciler on the same data dir to exit.
     pub lock_timeout: Duration,
+    /// CNI CHECK of each running pod's networks at most this often (zero: never).
+    pub net_check: Duration,
+    /// Directories whose write access is root on this host (pods dir, trust and
+    /// network configuration dirs), checked each pass (`rkt::perms`).
+    pub guarded: Vec<(PathBuf, &'static str)>,
+    /// Refuse to act while any of them can be written by others than root.
+    pub strict_permissions: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +164,10 @@ pub struct Reconciler {
     previous: Vec<PodStatus>,
     saved_state: State,
     wake_at: Option<SystemTime>,
+    /// When each running pod's networks are next due a CNI CHECK, by UUID.
+    net_due: BTreeMap<String, Instant>,
+    /// What the last permission check found (warned about once per change).
+    perm_warnings: Vec<String>,
     notifier: Notifier,
     tx: Sender<Event>,
     rx: Receiver<Event>,
@@ -188,6 +199,8 @@ impl Reconciler {
             busy: BTreeSet::new(),
             previous,
             wake_at: None,
+            net_due: BTreeMap::new(),
+            perm_warnings: Vec::new(),
             notifier: Notifier::from_env(),
             tx,
             rx,
@@ -487,7 +500,14 @@ impl Reconciler {
     /// One pass: read both sides, plan (with `act`), dispatch work, write the status.
     fn pass(&mut self, act: bool) {
         let now = SystemTime::now();
-        let scan = observe::scan_dir(&self.opts.pods_dir);
+        let mut scan = observe::scan_dir(&self.opts.pods_dir);
+        self.check_permissions();
+        if self.opts.strict_permissions && !self.perm_warnings.is_empty() && scan.error.is_none() {
+            scan.error = Some(format!(
+                "refusing to act (--strict-permissions): {}",
+                self.perm_warnings.join("; ")
+            ));
+        }
         if let Some(error) = &scan.error {
             tracing::error!(dir = %self.opts.pods_dir.display(), error = %error, "cannot read the pods dir; nothing changed");
             self.write_status(
@@ -500,7 +520,7 @@ impl Reconciler {
             return;
         }
         let view = observe::build_desired(&scan, &mut self.last_good);
-        let seen = match observe::observe_pods(&self.exec.pods) {
+        let mut seen = match observe::observe_pods(&self.exec.pods) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list pods");
@@ -509,6 +529,9 @@ impl Reconciler {
                 return;
             }
         };
+        if act {
+            self.check_networks(&mut seen);
+        }
         for (file, errors) in &view.file_errors {
             for e in errors {
                 tracing::debug!(file = %file, error = %e, "manifest error");
@@ -572,6 +595,66 @@ impl Reconciler {
         self.write_status(&scan, &view, pods, None, now);
     }
 
+    /// Look at who can write the guarded directories; log what changed, loudly.
+    fn check_permissions(&mut self) {
+        let now: Vec<String> = crate::perms::check_all(&self.opts.guarded)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if now != self.perm_warnings {
+            for w in now.iter().filter(|w| !self.perm_warnings.contains(w)) {
+                tracing::warn!("SECURITY: {w}");
+            }
+            self.perm_warnings = now;
+        }
+    }
+
+    /// CNI CHECK of the running pods' networks: each pod at most once per
+    /// `net_check` (its first check spread over that interval by its UUID, so pods
+    /// adopted together are not all checked in one pass), and no more than
+    /// [`NET_CHECK_BUDGET`] of plugin time per pass. A failed CHECK is the pod's
+    /// problem: the plan replaces it, as for a deleted network namespace.
+    fn check_networks(&mut self, seen: &mut [SeenPod]) {
+        if self.opts.net_check.is_zero() {
+            return;
+        }
+        let running: BTreeSet<&str> = seen
+            .iter()
+            .filter(|s| s.pod.state.is_running())
+            .map(|s| s.pod.uuid.as_str())
+            .collect();
+        self.net_due
+            .retain(|uuid, _| running.contains(uuid.as_str()));
+        let started = Instant::now();
+        let interval = self.opts.net_check;
+        let search = self.exec.pods.teardown_cni_path();
+        for s in seen.iter_mut() {
+            if !s.pod.state.is_running()
+                || s.pod.problem.is_some()
+                || self.busy.contains(&s.pod.key)
+            {
+                continue;
+            }
+            let due = *self
+                .net_due
+                .entry(s.pod.uuid.clone())
+                .or_insert_with(|| started + spread(&s.pod.uuid, interval));
+            if due > started || started.elapsed() > NET_CHECK_BUDGET {
+                continue;
+            }
+            let dir = self.exec.pods.root().join("run").join(&s.pod.uuid);
+            match crate::net::check_pod(&dir, &search) {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(pod = %s.pod.key, uuid = %s.pod.uuid, error = %e, "network check failed");
+                    s.pod.problem = Some(format!("network check failed: {e}"));
+                }
+            }
+            self.net_due
+                .insert(s.pod.uuid.clone(), Instant::now() + interval);
+        }
+    }
+
     fn write_status(
         &mut self,
         scan: &observe::DirScan,
@@ -596,6 +679,7 @@ impl Reconciler {
             pods_dir: self.opts.pods_dir.clone(),
             resolved_dir: scan.resolved.clone(),
             dir_error: error,
+            warnings: self.perm_warnings.clone(),
             files: derive_files(view),
             pods,
         };
@@ -618,6 +702,17 @@ impl Reconciler {
             self.previous.len()
         ));
     }
+}
+
+/// Plugin time one pass may spend on CNI CHECKs; the rest wait for later passes.
+const NET_CHECK_BUDGET: Duration = Duration::from_millis(500);
+
+/// A fraction of `interval` chosen by `uuid`: when a pod first seen is first checked.
+fn spread(uuid: &str, interval: Duration) -> Duration {
+    let h = uuid
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    interval.mul_f64(f64::from(h % 1000) / 1000.0)
 }
 
 fn min_time(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {

@@ -416,11 +416,9 @@ fn waiting_apps(info: &PodInfo) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-/// Why a running pod cannot work any more, if it cannot.
-///
-/// Hook for the networking code: a pod whose network namespace was deleted is broken.
-// TODO(networking): also run CNI CHECK for the pod's networks (results kept in the pod
-// dir) and report a failing CHECK here.
+/// Why a running pod cannot work any more, as far as its files tell: its network
+/// namespace was deleted. (A CNI CHECK costs a plugin call per network, so the loop
+/// runs those itself, rate-limited: `daemon::Reconciler::check_networks`.)
 pub fn pod_problem(info: &PodInfo) -> Option<String> {
     let netns = info.runtime.as_ref()?.netns.as_ref()?;
     (!netns.exists()).then(|| format!("network namespace {} is gone", netns.display()))

@@ -148,6 +148,10 @@ pub struct StatusFile {
     /// The pods dir could not be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir_error: Option<String>,
+    /// Paths that decide what runs as root but that others than root can write
+    /// (see `rkt::perms`); refused with `--strict-permissions`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub pods: Vec<PodStatus>,
     /// Files with errors (parse errors, duplicate definitions).
     pub files: Vec<FileStatus>,

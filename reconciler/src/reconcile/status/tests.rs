@@ -230,6 +230,7 @@ fn status_and_state_files_are_replaced_atomically_and_read_back() {
     assert_eq!(read_state(d.path()).unwrap(), State::default());
     let v = view(&[("web", "h", false)], &["/pods.d/bad.yaml"]);
     let status = StatusFile {
+        warnings: vec![],
         version: STATUS_VERSION,
         updated_at: t(5),
         pid: 42,
