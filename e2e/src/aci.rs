@@ -42,14 +42,22 @@ enum Entry {
         path: String,
         target: String,
     },
+    /// A block (`block: true`) or character device node.
+    Device {
+        path: String,
+        block: bool,
+        major: u32,
+        minor: u32,
+    },
 }
 
 impl Entry {
     fn path(&self) -> &str {
         match self {
-            Entry::File { path, .. } | Entry::Dir { path, .. } | Entry::Symlink { path, .. } => {
-                path
-            }
+            Entry::File { path, .. }
+            | Entry::Dir { path, .. }
+            | Entry::Symlink { path, .. }
+            | Entry::Device { path, .. } => path,
         }
     }
 }
@@ -162,6 +170,17 @@ impl AciBuilder {
         self
     }
 
+    /// Add a device node (mode 0666) under the rootfs.
+    pub fn device(mut self, path: &str, block: bool, major: u32, minor: u32) -> Self {
+        self.entries.push(Entry::Device {
+            path: clean(path),
+            block,
+            major,
+            minor,
+        });
+        self
+    }
+
     /// Use these bytes as the `manifest` file instead of the generated one
     /// (to test broken manifests).
     pub fn manifest_bytes(mut self, bytes: &[u8]) -> Self {
@@ -238,6 +257,23 @@ impl AciBuilder {
                 Entry::Symlink { target, .. } => {
                     let mut h = header(tar::EntryType::Symlink, 0o777, 0);
                     b.append_link(&mut h, &full, target)
+                        .expect("writing to a Vec cannot fail");
+                }
+                Entry::Device {
+                    block,
+                    major,
+                    minor,
+                    ..
+                } => {
+                    let kind = if *block {
+                        tar::EntryType::Block
+                    } else {
+                        tar::EntryType::Char
+                    };
+                    let mut h = header(kind, 0o666, 0);
+                    h.set_device_major(*major).expect("a ustar header");
+                    h.set_device_minor(*minor).expect("a ustar header");
+                    b.append_data(&mut h, &full, std::io::empty())
                         .expect("writing to a Vec cannot fail");
                 }
             }

@@ -100,6 +100,37 @@ pub enum RestartPolicy {
     Never,
 }
 
+/// The seccomp filter stage1 installs for an app (see `docs/stage1.md`, "Seccomp").
+/// Absent in `runtime.json` means `default`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Seccomp {
+    /// rkt's default profile: a denylist of dangerous system calls.
+    #[default]
+    Default,
+    /// No filter.
+    Unconfined,
+}
+
+impl Seccomp {
+    pub fn is_default(&self) -> bool {
+        *self == Seccomp::Default
+    }
+}
+
+impl std::str::FromStr for Seccomp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "default" => Ok(Seccomp::Default),
+            "unconfined" => Ok(Seccomp::Unconfined),
+            other => Err(format!(
+                "unknown seccomp profile {other:?} (known: default, unconfined)"
+            )),
+        }
+    }
+}
+
 /// CrashLoopBackOff timing: the delay starts at `initial_secs`, doubles per restart up
 /// to `max_secs`, and resets after the app ran `reset_secs` without exiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +220,9 @@ pub struct RuntimeApp {
     pub capabilities: Vec<String>,
     #[serde(default = "yes")]
     pub no_new_privileges: bool,
+    /// The app's seccomp filter; `default` when absent.
+    #[serde(default)]
+    pub seccomp: Seccomp,
     #[serde(default)]
     pub masked_paths: Vec<String>,
     #[serde(default)]
@@ -245,7 +279,44 @@ pub struct RuntimeConfig {
     /// Back-off between restarts of apps whose restart policy asks for them.
     #[serde(default)]
     pub backoff: Backoff,
+    /// `--private-users`: the apps run in a user namespace mapping container ids
+    /// `0..size` to this host range; `null`: the host's ids (the default).
+    #[serde(default)]
+    pub user_namespace: Option<UserNamespace>,
     pub apps: Vec<RuntimeApp>,
+}
+
+/// A pod's user namespace: container uid (gid) `n` is host uid `host_uid + n`
+/// (`host_gid + n`) for `n < size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserNamespace {
+    pub host_uid: u32,
+    pub host_gid: u32,
+    pub size: u32,
+}
+
+impl UserNamespace {
+    /// The host uid of container uid `uid`, if the range holds it.
+    pub fn host_uid_of(&self, uid: u32) -> Option<u32> {
+        (uid < self.size)
+            .then(|| self.host_uid.checked_add(uid))
+            .flatten()
+    }
+    /// The host gid of container gid `gid`, if the range holds it.
+    pub fn host_gid_of(&self, gid: u32) -> Option<u32> {
+        (gid < self.size)
+            .then(|| self.host_gid.checked_add(gid))
+            .flatten()
+    }
+    /// Whether the host uid or gid ranges of `self` and `other` share an id.
+    pub fn overlaps(&self, other: &UserNamespace) -> bool {
+        let meet = |a: u32, b: u32| {
+            let (a, b) = (u64::from(a), u64::from(b));
+            a < b + u64::from(other.size) && b < a + u64::from(self.size)
+        };
+        meet(self.host_uid, other.host_uid) || meet(self.host_gid, other.host_gid)
+    }
 }
 
 fn default_grace() -> u64 {
@@ -414,6 +485,11 @@ mod tests {
                 gid: 2,
             }],
             backoff: Default::default(),
+            user_namespace: Some(UserNamespace {
+                host_uid: 1 << 28,
+                host_gid: 1 << 28,
+                size: 65536,
+            }),
             apps: vec![RuntimeApp {
                 name: "a".into(),
                 image_id: "sha512-x".into(),
@@ -430,6 +506,7 @@ mod tests {
                 cpu_millis: None,
                 capabilities: vec!["CAP_CHOWN".into()],
                 no_new_privileges: true,
+                seccomp: Seccomp::Unconfined,
                 masked_paths: vec![],
                 readonly_paths: vec![],
                 init: false,
@@ -443,10 +520,57 @@ mod tests {
         assert!(text.contains("\"kind\":\"empty\""), "{text}");
         assert!(text.contains("\"memoryLimitBytes\""), "{text}");
         assert_eq!(RuntimeConfig::from_slice(&json).unwrap(), cfg);
+        assert!(text.contains("\"seccomp\":\"unconfined\""), "{text}");
+        // Written before the field existed: the default profile.
+        let older = text.replace(",\"seccomp\":\"unconfined\"", "");
+        let parsed = RuntimeConfig::from_slice(older.as_bytes()).unwrap();
+        assert_eq!(parsed.apps[0].seccomp, Seccomp::Default);
+        assert_eq!("unconfined".parse(), Ok(Seccomp::Unconfined));
+        assert!("runtime/default".parse::<Seccomp>().is_err());
+        let userns =
+            "\"userNamespace\":{\"hostUid\":268435456,\"hostGid\":268435456,\"size\":65536}";
+        assert!(text.contains(userns), "{text}");
+        // Written before the field existed (or `null`): the host's ids.
+        for older in [
+            text.replace(userns, "\"userNamespace\":null"),
+            text.replace(&format!("{userns},"), ""),
+        ] {
+            assert_eq!(
+                RuntimeConfig::from_slice(older.as_bytes())
+                    .unwrap()
+                    .user_namespace,
+                None
+            );
+        }
         let bumped = text.replace("\"version\":1", "\"version\":2");
         assert!(matches!(
             RuntimeConfig::from_slice(bumped.as_bytes()),
             Err(RuntimeError::Version(2))
         ));
+    }
+
+    #[test]
+    fn user_namespace_ids_and_overlap() {
+        let u = |base, size| UserNamespace {
+            host_uid: base,
+            host_gid: base,
+            size,
+        };
+        let a = u(1 << 28, 65536);
+        assert_eq!(a.host_uid_of(0), Some(1 << 28));
+        assert_eq!(a.host_gid_of(65535), Some((1 << 28) + 65535));
+        assert_eq!(a.host_uid_of(65536), None);
+        assert_eq!(u(u32::MAX - 1, 65536).host_uid_of(5), None);
+        assert!(a.overlaps(&a));
+        assert!(!a.overlaps(&u((1 << 28) + 65536, 65536)));
+        assert!(a.overlaps(&u((1 << 28) + 65535, 65536)));
+        assert!(a.overlaps(&u((1 << 28) - 1, 2)));
+        assert!(!a.overlaps(&u((1 << 28) - 1, 1)));
+        let mixed = UserNamespace {
+            host_uid: 0,
+            host_gid: 1 << 28,
+            size: 10,
+        };
+        assert!(a.overlaps(&mixed));
     }
 }

@@ -6,8 +6,9 @@ use std::path::{Component, Path, PathBuf};
 
 use manifests::appc::{self, ImageManifest};
 use manifests::runtime::{
-    Dns, Flavor, HostsEntry, Mount, RuntimeApp, RuntimeConfig, Volume, DEFAULT_CAPABILITIES,
-    DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS, RUNTIME_VERSION,
+    Dns, Flavor, HostsEntry, Mount, RuntimeApp, RuntimeConfig, Seccomp, Volume,
+    DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_PATH, DEFAULT_READONLY_PATHS,
+    RUNTIME_VERSION,
 };
 
 use crate::insecure::InsecureOptions;
@@ -51,6 +52,10 @@ pub enum SpecError {
     DuplicateHostPort { port: u16 },
     #[error("--port: port {name} is given twice")]
     DuplicatePortName { name: String },
+    #[error(
+        "--private-users needs the default stage1; the fly stage1 runs apps with the host's ids"
+    )]
+    PrivateUsersFly,
 }
 
 /// Pod-wide choices (`rkt run` flags before the first image).
@@ -71,6 +76,10 @@ pub struct PodOptions {
     /// `--net=none`: a network namespace of the pod's own, with only loopback.
     pub private_network: bool,
     pub cgroup_root: Option<PathBuf>,
+    /// `--private-users`: the pod gets a user namespace mapping container ids
+    /// 0..65535 onto a host range of its own (chosen from the UUID, see
+    /// [`crate::pods::userns`]).
+    pub private_users: bool,
     /// Host ports to forward to app ports (`--port NAME:HOSTPORT`); the app port is
     /// found by name in the images ([`resolve_ports`]).
     pub ports: Vec<manifests::pod::ExposedPort>,
@@ -180,6 +189,9 @@ pub fn build_runtime(
     if opts.interactive && apps.len() != 1 {
         return Err(SpecError::Interactive(apps.len()));
     }
+    if opts.private_users && opts.flavor == Flavor::Fly {
+        return Err(SpecError::PrivateUsersFly);
+    }
     let hostname = match &opts.hostname {
         Some(h) => {
             if h.is_empty()
@@ -256,6 +268,10 @@ pub fn build_runtime(
             .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
         volumes: opts.volumes.clone(),
         backoff: Default::default(),
+        user_namespace: opts
+            .private_users
+            .then(|| crate::pods::userns::choose(uuid, &[]))
+            .flatten(),
         apps: runtime_apps,
     })
 }
@@ -489,6 +505,12 @@ fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecErr
         cpu_millis,
         capabilities,
         no_new_privileges: true,
+        // `--insecure-options=seccomp` (also what `rkt run --seccomp=unconfined` sets).
+        seccomp: if opts.insecure.seccomp {
+            Seccomp::Unconfined
+        } else {
+            Seccomp::Default
+        },
         masked_paths,
         readonly_paths,
         init: false,
@@ -731,6 +753,33 @@ mod tests {
             ..PodOptions::default()
         };
         assert!(build_runtime("u", &opts, &[resolved(r.path(), AppArgs::default())]).is_err());
+    }
+
+    #[test]
+    fn private_users_ask_for_a_range_from_the_uuid() {
+        let r = rootfs();
+        let app = || [resolved(r.path(), AppArgs::default())];
+        let cfg = build_runtime("u", &PodOptions::default(), &app()).unwrap();
+        assert_eq!(cfg.user_namespace, None);
+        let opts = PodOptions {
+            private_users: true,
+            ..PodOptions::default()
+        };
+        let uuid = "6f1c3e2a-9b7d-4c1e-8a2b-3c4d5e6f7a8b";
+        let cfg = build_runtime(uuid, &opts, &app()).unwrap();
+        assert_eq!(
+            cfg.user_namespace,
+            crate::pods::userns::choose(uuid, &[]),
+            "the pod's preferred range"
+        );
+        let fly = PodOptions {
+            flavor: Flavor::Fly,
+            ..opts
+        };
+        assert!(matches!(
+            build_runtime(uuid, &fly, &app()),
+            Err(SpecError::PrivateUsersFly)
+        ));
     }
 
     #[test]

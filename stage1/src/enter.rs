@@ -1,7 +1,7 @@
 //! `stage1 enter`: run a command inside a running app, with exactly the isolation the
 //! app itself got: its cgroups, its IPC, UTS, network, PID and mount namespaces, its
-//! root, and — through the same code as the start path — its user and groups,
-//! capabilities, `no_new_privs` and environment.
+//! root, its user namespace (pods with one), and — through the same code as the start path — its seccomp filter, user
+//! and groups, capabilities, `no_new_privs` and environment.
 //!
 //! The app's process is found from `<pod>/pid` (the host PID of the pod's pid 1) and
 //! `<pod>/apps/<app>/pid` (the app's PID inside the pod's PID namespace): it is the
@@ -29,6 +29,7 @@ use rustix::thread::LinkNameSpaceType;
 
 use crate::cgroups::{self, CgroupError};
 use crate::launch::{self, LaunchError};
+use crate::seccomp::{Filter, SeccompError};
 use crate::security::{self, Privileges, SecurityError};
 
 /// The program run when no command is given.
@@ -54,6 +55,13 @@ pub enum EnterError {
     SwitchRoot(Errno),
     #[error("app {app}: {source}")]
     Security { app: String, source: SecurityError },
+    #[error("app {app}: {source}")]
+    UserNamespace {
+        app: String,
+        source: crate::userns::UsernsError,
+    },
+    #[error("app {app}: {source}")]
+    Seccomp { app: String, source: SeccompError },
     #[error(transparent)]
     Command(Box<LaunchError>),
     #[error("cannot start {program}: {source}", program = program.display())]
@@ -339,6 +347,12 @@ pub fn enter(
         ));
     }
     let root = open(pid_dir.join("root"), OFlags::RDONLY | OFlags::DIRECTORY)?;
+    // The app's user namespace is joined last: joining the others needs host
+    // privileges, which it takes away.
+    let userns = match cfg.user_namespace {
+        Some(_) => Some(open(pid_dir.join("ns/user"), OFlags::RDONLY)?),
+        None => None,
+    };
     // Still in the host's /proc: afterwards /proc/self may not exist for us.
     security::cloexec_inherited_fds(&proc.join("self/fd")).map_err(on_security)?;
 
@@ -353,10 +367,24 @@ pub fn enter(
     if rustix::process::chdir(app.working_dir.as_str()).is_err() {
         rustix::process::chdir("/").map_err(EnterError::SwitchRoot)?;
     }
+    if let Some(ns) = userns {
+        crate::userns::join(ns.as_fd()).map_err(|source| EnterError::UserNamespace {
+            app: app_name.to_string(),
+            source,
+        })?;
+    }
 
     let identity = security::resolve_identity(Path::new("/"), app).map_err(on_security)?;
     let env = security::app_env(app, &identity);
     let privileges = Privileges::for_app(app, identity, restrict).map_err(on_security)?;
+    // The app's seccomp filter, as on the start path; the command inherits it.
+    let on_seccomp = |source| EnterError::Seccomp {
+        app: app_name.to_string(),
+        source,
+    };
+    if let Some(filter) = Filter::for_app(app, cfg.flavor).map_err(on_seccomp)? {
+        filter.install().map_err(on_seccomp)?;
+    }
     security::apply(&privileges).map_err(on_security)?;
 
     let argv: Vec<String> = if cmd.is_empty() {

@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -181,6 +181,8 @@ pub struct Options {
     pub pty_slave: Option<OwnedFd>,
     /// Fly + interactive: the relay between our stdio and the pty, served by the loop.
     pub relay: Option<crate::pty::Relay>,
+    /// The pod's user namespace (inheritable): each app-exec joins it (`--userns-fd`).
+    pub userns: Option<OwnedFd>,
 }
 
 /// Where an app is in its life.
@@ -355,6 +357,8 @@ struct Supervisor<'a> {
     init_failed: bool,
     /// The pod is stopping: nothing starts or restarts any more.
     stopping: bool,
+    /// The pod's user namespace, for the apps.
+    userns: Option<OwnedFd>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -375,6 +379,9 @@ impl<'a> Supervisor<'a> {
             .arg(name);
         for dir in &run.cgroups {
             cmd.arg("--cgroup").arg(dir);
+        }
+        if let Some(ns) = &self.userns {
+            cmd.arg("--userns-fd").arg(ns.as_raw_fd().to_string());
         }
         cmd.env_remove(crate::LOCK_FD_ENV);
         match pty {
@@ -813,6 +820,7 @@ pub fn supervise(
         regular_started: false,
         init_failed: false,
         stopping: false,
+        userns: opts.userns,
     };
     let mut relay = opts.relay;
     let result = sup.run_loop(watch, &mut relay);
@@ -833,6 +841,7 @@ pub fn run_init(
     pod_dir: &Path,
     sync: Option<OwnedFd>,
     pty_slave: Option<OwnedFd>,
+    userns: Option<OwnedFd>,
 ) -> Result<i32, InitError> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
         .map_err(|e| InitError::DeathSignal(e.into()))?;
@@ -860,6 +869,7 @@ pub fn run_init(
             fly: false,
             pty_slave,
             relay: None,
+            userns,
         },
         &mut watch,
     )

@@ -8,8 +8,9 @@
 //! see `rootfs`); `pivot_root`s into it (the fly flavor: `chroot`); resolves the user
 //! and group in the app's own `/etc/passwd` and `/etc/group`; creates and enters the
 //! working directory (created like Docker does: 0755, owned by the app's user); makes
-//! the root read-only if asked; drops to the app's identity, capabilities and
-//! `no_new_privs` (see `security`); and `execve`s `exec[0]`, searched in the app's
+//! the root read-only if asked; installs the app's seccomp filter (see `seccomp`);
+//! drops to the app's identity, capabilities and `no_new_privs` (see `security`);
+//! and `execve`s `exec[0]`, searched in the app's
 //! `PATH` inside its root when it has no `/`.
 //!
 //! The fly flavor runs in the host's namespaces with the host's `/proc`, `/dev` and
@@ -23,6 +24,7 @@
 
 use std::convert::Infallible;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,7 +33,9 @@ use manifests::runtime::{Flavor, RuntimeApp, RuntimeConfig};
 
 use crate::cgroups::{self, CgroupError};
 use crate::rootfs::{self, RootfsError};
+use crate::seccomp::{Filter, SeccompError};
 use crate::security::{self, LookupFailure, Privileges, SecurityError};
+use crate::userns::{self, UsernsError};
 
 /// Exit status when the program does not exist (as shells report it).
 pub const EXIT_NOT_FOUND: i32 = 127;
@@ -51,6 +55,10 @@ pub enum LaunchError {
     },
     #[error("app {app}: {source}")]
     Security { app: String, source: SecurityError },
+    #[error("app {app}: {source}")]
+    UserNamespace { app: String, source: UsernsError },
+    #[error("app {app}: {source}")]
+    Seccomp { app: String, source: SeccompError },
     #[error("app {app} has an empty exec list")]
     NoExec { app: String },
     #[error("app {app}: cannot run {program}: not found in the app's PATH {path}")]
@@ -99,6 +107,7 @@ pub fn exec_app(
     cfg: &RuntimeConfig,
     app: &RuntimeApp,
     cgroups: &[PathBuf],
+    userns: Option<OwnedFd>,
 ) -> Result<Infallible, LaunchError> {
     let name = || app.name.clone();
     let on_rootfs = |source| LaunchError::Rootfs {
@@ -111,6 +120,14 @@ pub fn exec_app(
     };
     if app.exec.is_empty() {
         return Err(LaunchError::NoExec { app: name() });
+    }
+    let on_userns = |source| LaunchError::UserNamespace {
+        app: name(),
+        source,
+    };
+    // Never run an app as host root that was meant to run in a user namespace.
+    if cfg.user_namespace.is_some() && userns.is_none() {
+        return Err(on_userns(UsernsError::NoHandle));
     }
     // Catch a bad capability name before doing any work.
     let restrict = cfg.flavor == Flavor::Default;
@@ -126,7 +143,9 @@ pub fn exec_app(
     let host_resolv = Path::new("/etc/resolv.conf");
     match cfg.flavor {
         Flavor::Default => {
-            let root = rootfs::setup_default(pod_dir, cfg, app, host_resolv).map_err(on_rootfs)?;
+            let ns = userns.as_ref().map(|fd| fd.as_fd());
+            let root =
+                rootfs::setup_default(pod_dir, cfg, app, host_resolv, ns).map_err(on_rootfs)?;
             rootfs::pivot_into(&root).map_err(on_rootfs)?;
         }
         Flavor::Fly => {
@@ -137,13 +156,32 @@ pub fn exec_app(
 
     // From here on, "/" is the app's root.
     let identity = security::resolve_identity(Path::new("/"), app).map_err(on_security)?;
-    rootfs::enter_working_dir(&app.working_dir, identity.uid, identity.gid).map_err(on_rootfs)?;
+    // Created by host root: owned by the ids the app has on the host.
+    let (wd_uid, wd_gid) =
+        userns::host_ids(cfg.user_namespace.as_ref(), identity.uid, identity.gid);
+    rootfs::enter_working_dir(&app.working_dir, wd_uid, wd_gid).map_err(on_rootfs)?;
     if app.read_only_rootfs {
         rootfs::remount_root_readonly().map_err(on_rootfs)?;
     }
     let env = security::app_env(app, &identity);
     let privileges = Privileges::for_app(app, identity, restrict).map_err(on_security)?;
+    let on_seccomp = |source| LaunchError::Seccomp {
+        app: name(),
+        source,
+    };
+    let filter = Filter::for_app(app, cfg.flavor).map_err(on_seccomp)?;
     security::cloexec_inherited_fds(Path::new("/proc/self/fd")).map_err(on_security)?;
+    // Last thing done with host privileges: from here on the capabilities are the
+    // user namespace's (the identity below is taken in it).
+    if let Some(ns) = &userns {
+        userns::join(ns.as_fd()).map_err(on_userns)?;
+    }
+    drop(userns);
+    // The filter goes on while stage1 still holds CAP_SYS_ADMIN (so it does not
+    // depend on no_new_privs); the privilege drop and execve make no blocked call.
+    if let Some(filter) = &filter {
+        filter.install().map_err(on_seccomp)?;
+    }
     security::apply(&privileges).map_err(on_security)?;
 
     let mut cmd = command_for(&app.name, &app.exec, &env, Path::new("/"))?;

@@ -12,7 +12,9 @@ mod logs;
 mod probe;
 mod pty;
 mod rootfs;
+mod seccomp;
 mod security;
+mod userns;
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -71,6 +73,8 @@ struct Args {
     pty: bool,
     sync_fd: Option<RawFd>,
     pty_fd: Option<RawFd>,
+    /// The pod's user namespace (`init`, `app-exec`).
+    userns_fd: Option<RawFd>,
     /// `enter`'s command.
     command: Vec<OsString>,
 }
@@ -141,6 +145,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> anyhow::Result<(String,
             "--cgroup" => args.cgroups.push(PathBuf::from(value)),
             "--sync-fd" => args.sync_fd = Some(fd(&value)?),
             "--pty-fd" => args.pty_fd = Some(fd(&value)?),
+            "--userns-fd" => args.userns_fd = Some(fd(&value)?),
             _ => bail!("unknown option {flag}\n{USAGE}"),
         }
     }
@@ -155,6 +160,9 @@ fn main() -> ExitCode {
             "app-exec" => cmd_app_exec(&args),
             "enter" => cmd_enter(&args),
             "gc" => cmd_gc(&args.pod_dir()?),
+            "userns-child" => userns::child_main()
+                .map(|()| 0)
+                .context("cannot create a user namespace"),
             other => bail!("unknown command {other:?}\n{USAGE}"),
         });
     match result {
@@ -270,6 +278,13 @@ fn run_default(
     } else {
         None
     };
+    // Before the PID namespace changes: the helper is found in our /proc.
+    let userns = cfg
+        .user_namespace
+        .as_ref()
+        .map(userns::create)
+        .transpose()
+        .context("cannot create the pod's user namespace")?;
     enter_pod_namespaces(cfg.private_network && cfg.netns.is_none())?;
     if let Some(netns) = &cfg.netns {
         join_netns(netns)?;
@@ -291,12 +306,17 @@ fn run_default(
         set_cloexec(slave, false).context("cannot pass the pty to init")?;
         cmd.arg("--pty-fd").arg(slave.as_raw_fd().to_string());
     }
+    if let Some(ns) = &userns {
+        set_cloexec(ns, false).context("cannot pass the user namespace to init")?;
+        cmd.arg("--userns-fd").arg(ns.as_raw_fd().to_string());
+    }
     let child = cmd.spawn().context("cannot start the pod's init")?;
     let init_pid = Pid::from_child(&child);
     // Reaped below by waitpid, never through `child`.
     drop(child);
     drop(sync_child);
     drop(slave);
+    drop(userns);
     let pid_file = pod_dir.join("pid");
     init::write_atomic(
         &pid_file,
@@ -470,6 +490,7 @@ fn run_fly(
             fly: true,
             pty_slave,
             relay,
+            userns: None,
         },
         watch,
     );
@@ -498,7 +519,12 @@ fn cmd_init(args: &Args) -> anyhow::Result<i32> {
     if let Some(lock) = &lock {
         set_cloexec(lock, true).context("cannot keep the pod lock from the apps")?;
     }
-    let code = init::run_init(pod_dir, sync, pty)?;
+    // Kept open (not close-on-exec) for the app-exec children, which join it.
+    let userns = args
+        .userns_fd
+        .map(|fd| inherited_fd(fd, "--userns-fd"))
+        .transpose()?;
+    let code = init::run_init(pod_dir, sync, pty, userns)?;
     drop(lock);
     Ok(code)
 }
@@ -519,7 +545,11 @@ fn cmd_app_exec(args: &Args) -> anyhow::Result<i32> {
         pty::become_session_leader(rustix::stdio::stdin())
             .context("cannot make the pty the app's controlling terminal")?;
     }
-    match launch::exec_app(pod_dir, &cfg, app, &args.cgroups) {
+    let userns = args
+        .userns_fd
+        .map(|fd| inherited_fd(fd, "--userns-fd"))
+        .transpose()?;
+    match launch::exec_app(pod_dir, &cfg, app, &args.cgroups, userns) {
         Ok(never) => match never {},
         Err(e) => {
             eprintln!("stage1: {e}");

@@ -18,7 +18,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use manifests::runtime::{Dns, Flavor, HostsEntry, RuntimeApp, RuntimeConfig, Volume};
+use manifests::runtime::{
+    Dns, Flavor, HostsEntry, RuntimeApp, RuntimeConfig, UserNamespace, Volume,
+};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
@@ -102,6 +104,8 @@ pub enum RootfsError {
     Dns { value: String, reason: &'static str },
     #[error("cannot write {path}: {source}", path = path.display())]
     WriteFile { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    UserNamespace(#[from] crate::userns::UsernsError),
     #[error("cannot switch the root to {path}: {source}", path = path.display())]
     SwitchRoot { path: PathBuf, source: Errno },
     #[error("cannot detach the old root: {0}")]
@@ -424,7 +428,16 @@ fn fs_context_messages(fs: &OwnedFd) -> Vec<String> {
 /// Mounts the app's overlayfs at `dirs.rootfs`: the rendered image as the (never
 /// written) lower layer, `upper`/`work` in the pod directory for its writes. The upper
 /// directory survives the app, so a restarted app keeps what it wrote.
-pub fn mount_overlay(image: &Path, dirs: &AppDirs) -> Result<(), RootfsError> {
+///
+/// With a user namespace (`userns`: its description and a handle on it) the lower
+/// layer is an id-mapped copy of the image's mount, so the image's files appear owned
+/// by the container's ids, and the upper directory is owned by the mapped owner of the
+/// image's root.
+pub fn mount_overlay(
+    image: &Path,
+    dirs: &AppDirs,
+    userns: Option<(&UserNamespace, BorrowedFd<'_>)>,
+) -> Result<(), RootfsError> {
     let image_meta = fs::metadata(image).map_err(|source| RootfsError::Stat {
         path: image.to_path_buf(),
         source,
@@ -439,7 +452,9 @@ pub fn mount_overlay(image: &Path, dirs: &AppDirs) -> Result<(), RootfsError> {
                 &dirs.upper,
                 fs::Permissions::from_mode(image_meta.mode() & 0o7777),
             )?;
-            std::os::unix::fs::chown(&dirs.upper, Some(image_meta.uid()), Some(image_meta.gid()))
+            let (uid, gid) =
+                crate::userns::host_ids(userns.map(|(u, _)| u), image_meta.uid(), image_meta.gid());
+            std::os::unix::fs::chown(&dirs.upper, Some(uid), Some(gid))
         };
         fix().map_err(|source| RootfsError::CreateDir {
             path: dirs.upper.clone(),
@@ -486,22 +501,34 @@ pub fn mount_overlay(image: &Path, dirs: &AppDirs) -> Result<(), RootfsError> {
         }
     };
 
+    let lower = userns
+        .map(|(_, ns)| crate::userns::idmapped_tree(image, ns))
+        .transpose()?;
     let fs_fd = match rustix::mount::fsopen("overlay", rustix::mount::FsOpenFlags::FSOPEN_CLOEXEC) {
         Ok(fd) => fd,
-        Err(Errno::NOSYS) => return mount_overlay_legacy(image, dirs).map_err(|e| fail(e, vec![])),
+        Err(Errno::NOSYS) if lower.is_none() => {
+            return mount_overlay_legacy(image, dirs).map_err(|e| fail(e, vec![]))
+        }
         Err(e) => return Err(fail(e, vec![])),
     };
-    let configured = rustix::mount::fsconfig_set_string(&fs_fd, "lowerdir", escape_lowerdir(image))
+    let lower_set = match &lower {
+        // The id-mapped layer by its handle (overlayfs "lowerdir+", Linux 6.13+).
+        Some(tree) => rustix::mount::fsconfig_set_fd(&fs_fd, "lowerdir+", tree),
+        None => rustix::mount::fsconfig_set_string(&fs_fd, "lowerdir", escape_lowerdir(image)),
+    };
+    let configured = lower_set
         .and_then(|()| rustix::mount::fsconfig_set_string(&fs_fd, "upperdir", &dirs.upper))
         .and_then(|()| rustix::mount::fsconfig_set_string(&fs_fd, "workdir", &dirs.work))
         .and_then(|()| rustix::mount::fsconfig_create(&fs_fd));
     if let Err(e) = configured {
         return Err(fail(e, fs_context_messages(&fs_fd)));
     }
+    // nodev: a device node shipped in an image (or written into the upper dir) must
+    // not open the host's devices; the pod's /dev is a mount of its own.
     let mnt = rustix::mount::fsmount(
         &fs_fd,
         rustix::mount::FsMountFlags::FSMOUNT_CLOEXEC,
-        rustix::mount::MountAttrFlags::empty(),
+        rustix::mount::MountAttrFlags::MOUNT_ATTR_NODEV,
     )
     .map_err(|e| fail(e, fs_context_messages(&fs_fd)))?;
     rustix::mount::move_mount(
@@ -526,7 +553,7 @@ fn mount_overlay_legacy(image: &Path, dirs: &AppDirs) -> Result<(), Errno> {
         "overlay",
         &dirs.rootfs,
         "overlay",
-        MountFlags::empty(),
+        MountFlags::NODEV,
         data.as_c_str(),
     )
 }
@@ -623,7 +650,10 @@ fn tty_gid(root: BorrowedFd<'_>) -> Option<u32> {
         .map(|g| g.gid)
 }
 
-fn mount_dev_default(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
+fn mount_dev_default(
+    root: BorrowedFd<'_>,
+    userns: Option<&UserNamespace>,
+) -> Result<(), RootfsError> {
     mount_fs(
         root,
         "/dev",
@@ -662,6 +692,7 @@ fn mount_dev_default(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
 
     let mut pts_options = "newinstance,ptmxmode=0666,mode=0620".to_string();
     if let Some(gid) = tty_gid(root) {
+        let (_, gid) = crate::userns::host_ids(userns, 0, gid);
         pts_options.push_str(&format!(",gid={gid}"));
     }
     mount_fs(
@@ -774,10 +805,13 @@ fn mount_volumes(
                 mode,
                 uid,
                 gid,
-            } => (
-                ensure_empty_volume(pod_dir, name, mode, *uid, *gid)?,
-                m.read_only,
-            ),
+            } => {
+                let (uid, gid) = crate::userns::host_ids(cfg.user_namespace.as_ref(), *uid, *gid);
+                (
+                    ensure_empty_volume(pod_dir, name, mode, uid, gid)?,
+                    m.read_only,
+                )
+            }
         };
         if let Err(e) = fs::metadata(&source) {
             return Err(RootfsError::VolumeSource {
@@ -993,21 +1027,24 @@ fn readonly_paths(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), RootfsEr
 /// Builds the default flavor's root for `app` at `<pod>/apps/<app>/rootfs`: overlay,
 /// `/proc` (a new procfs: the pod's PID namespace), read-only `/sys`, a minimal `/dev`,
 /// volumes, `/etc/hosts` and `/etc/resolv.conf`, masked and read-only paths.
-/// The caller must already be in its own mount namespace.
+/// The caller must already be in its own mount namespace. `userns`: the pod's user
+/// namespace, when `cfg.user_namespace` asks for one (see `crate::userns`).
 pub fn setup_default(
     pod_dir: &Path,
     cfg: &RuntimeConfig,
     app: &RuntimeApp,
     host_resolv_conf: &Path,
+    userns: Option<BorrowedFd<'_>>,
 ) -> Result<PathBuf, RootfsError> {
     let dirs = AppDirs::new(pod_dir, &app.name);
     let files = ensure_pod_files(pod_dir, cfg, host_resolv_conf)?;
-    mount_overlay(&app.image, &dirs)?;
+    let ids = cfg.user_namespace.as_ref();
+    mount_overlay(&app.image, &dirs, ids.zip(userns))?;
     let root = open_dir(&dirs.rootfs)?;
     let root = root.as_fd();
     mount_proc_default(root)?;
     mount_sys_default(root)?;
-    mount_dev_default(root)?;
+    mount_dev_default(root, ids)?;
     mount_volumes(root, pod_dir, cfg, app)?;
     mount_etc_files(root, &files)?;
     mask_paths(root, &app.masked_paths)?;
@@ -1027,7 +1064,7 @@ pub fn setup_fly(
 ) -> Result<PathBuf, RootfsError> {
     let dirs = AppDirs::new(pod_dir, &app.name);
     let files = ensure_pod_files(pod_dir, cfg, host_resolv_conf)?;
-    mount_overlay(&app.image, &dirs)?;
+    mount_overlay(&app.image, &dirs, None)?;
     let root = open_dir(&dirs.rootfs)?;
     let root = root.as_fd();
     bind_into(root, Path::new("/proc"), "/proc", true, false)?;
@@ -1294,6 +1331,7 @@ mod tests {
             cgroup_root: "/sys/fs/cgroup".into(),
             volumes: vec![],
             backoff: Default::default(),
+            user_namespace: None,
             apps: vec![],
         }
     }

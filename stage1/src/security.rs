@@ -549,6 +549,7 @@ mod tests {
             cpu_millis: None,
             capabilities: vec![],
             no_new_privileges: true,
+            seccomp: Default::default(),
             masked_paths: vec![],
             readonly_paths: vec![],
             init: false,

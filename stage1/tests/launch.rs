@@ -91,6 +91,7 @@ impl TestPod {
             cpu_millis: None,
             capabilities: vec!["CAP_CHOWN".into(), "CAP_KILL".into()],
             no_new_privileges: true,
+            seccomp: Default::default(),
             masked_paths: vec![],
             readonly_paths: vec![],
             init: false,
@@ -113,6 +114,7 @@ impl TestPod {
             cgroup_root: "/sys/fs/cgroup".into(),
             volumes: vec![],
             backoff: Default::default(),
+            user_namespace: None,
             apps: vec![app],
         };
         TestPod { tmp, cfg }

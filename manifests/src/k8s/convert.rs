@@ -7,7 +7,8 @@ use super::schema::{self, Accept, Schema};
 use super::yaml::{self, Key, Node, Pos, Value};
 use super::{
     ContainerPort, DesiredContainer, DesiredPod, DesiredVolume, Flavor, ImagePullPolicy,
-    ManifestError, PodKey, Probe, ProbeAction, ReplaceStrategy, RestartPolicy, VolumeMount,
+    ManifestError, PodKey, Probe, ProbeAction, ReplaceStrategy, RestartPolicy, Seccomp,
+    VolumeMount,
 };
 use crate::quantity;
 
@@ -37,6 +38,7 @@ pub(super) fn convert_file(file: &str, text: &str) -> (Vec<DesiredPod>, Vec<Mani
         count: 0,
         pods: Vec::new(),
         seen: HashMap::new(),
+        seccomp_annotation: Seccomp::Default,
     };
     for doc in yaml::parse_stream(text) {
         match doc {
@@ -71,6 +73,9 @@ struct Reader<'f> {
     pods: Vec<DesiredPod>,
     /// Pods of this file so far, with the line they start at.
     seen: HashMap<PodKey, usize>,
+    /// The `rkt.io/seccomp` annotation of the Pod being read (checked, with errors,
+    /// in `rkt_annotations`).
+    seccomp_annotation: Seccomp,
 }
 
 /// Keys and values from the file can be long; keep messages readable.
@@ -168,6 +173,8 @@ struct PodContext<'a> {
     run_as_group: Option<u32>,
     host_network: bool,
     init: bool,
+    /// The pod's seccomp profile: its securityContext's, else the annotation's.
+    seccomp: Seccomp,
 }
 
 impl Reader<'_> {
@@ -611,6 +618,11 @@ impl Reader<'_> {
             );
         }
 
+        self.seccomp_annotation = annotation_entries
+            .iter()
+            .find(|(key, _, _)| key.name == schema::ANNOTATION_SECCOMP)
+            .and_then(|(_, value, _)| value.parse().ok())
+            .unwrap_or_default();
         let spec_path = obj.path("spec");
         let spec = match obj.get("spec") {
             Some(spec) => self.spec(spec, &spec_path),
@@ -630,6 +642,14 @@ impl Reader<'_> {
         let (Some(spec), Some(rkt)) = (spec, rkt) else {
             return;
         };
+        if let (Flavor::Fly, Some(pos)) = (rkt.stage1, spec.private_users) {
+            self.error(
+                pos,
+                &join(&spec_path, "hostUsers"),
+                "the fly stage1 runs apps with the host's user ids; remove hostUsers: false or the rkt.io/stage1: fly annotation",
+            );
+            return;
+        }
         let key = PodKey { namespace, name };
         if let Some(first) = self.seen.get(&key) {
             let message =
@@ -647,6 +667,7 @@ impl Reader<'_> {
             spec_hash: String::new(),
             restart_policy: spec.restart_policy,
             host_network: spec.host_network,
+            private_users: spec.private_users.is_some(),
             hostname: spec.hostname,
             termination_grace_period_secs: spec.grace,
             stage1: rkt.stage1,
@@ -716,6 +737,14 @@ impl Reader<'_> {
                         format!("unknown replace strategy {other}: use stop-first or start-first"),
                     ),
                 },
+                schema::ANNOTATION_SECCOMP if value.parse::<Seccomp>().is_err() => {
+                    self.error(
+                        *pos,
+                        &field,
+                        format!("unknown seccomp profile {value}: use default or unconfined"),
+                    );
+                }
+                schema::ANNOTATION_SECCOMP => {}
                 schema::ANNOTATION_NETWORKS => {
                     if host_network {
                         self.error(
@@ -757,9 +786,9 @@ impl Reader<'_> {
     fn spec(&mut self, node: &Node, path: &str) -> Option<Spec> {
         let errors_before = self.count;
         let obj = self.object(node, path, &schema::POD_SPEC)?;
-        let (run_as_user, run_as_group) = match obj.get("securityContext") {
+        let (run_as_user, run_as_group, pod_seccomp) = match obj.get("securityContext") {
             Some(sc) => self.pod_security_context(sc, &obj.path("securityContext")),
-            None => (None, None),
+            None => (None, None, None),
         };
         let restart_policy = match obj.get("restartPolicy") {
             None => RestartPolicy::Always,
@@ -791,6 +820,11 @@ impl Reader<'_> {
             .get("hostNetwork")
             .and_then(|n| self.boolean(n, &obj.path("hostNetwork")))
             .unwrap_or(false);
+        // Kubernetes' default is true: the host's user namespace.
+        let private_users = obj.get("hostUsers").and_then(|n| {
+            let host_users = self.boolean(n, &obj.path("hostUsers"))?;
+            (!host_users).then_some(n.pos)
+        });
         let hostname = obj.get("hostname").and_then(|n| {
             let p = obj.path("hostname");
             let s = self.string(n, &p)?;
@@ -830,6 +864,7 @@ impl Reader<'_> {
             run_as_group,
             host_network,
             init: true,
+            seccomp: pod_seccomp.unwrap_or(self.seccomp_annotation),
         };
         let mut init_containers = Vec::new();
         let mut containers = Vec::new();
@@ -890,6 +925,7 @@ impl Reader<'_> {
         Some(Spec {
             restart_policy,
             host_network,
+            private_users,
             hostname,
             grace,
             init_containers,
@@ -898,11 +934,53 @@ impl Reader<'_> {
         })
     }
 
-    fn pod_security_context(&mut self, node: &Node, path: &str) -> (Option<u32>, Option<u32>) {
+    fn pod_security_context(
+        &mut self,
+        node: &Node,
+        path: &str,
+    ) -> (Option<u32>, Option<u32>, Option<Seccomp>) {
         let Some(obj) = self.object(node, path, &schema::POD_SECURITY_CONTEXT) else {
-            return (None, None);
+            return (None, None, None);
         };
-        (self.id(&obj, "runAsUser"), self.id(&obj, "runAsGroup"))
+        let seccomp = obj
+            .get("seccompProfile")
+            .and_then(|n| self.seccomp_profile(n, &obj.path("seccompProfile")));
+        (
+            self.id(&obj, "runAsUser"),
+            self.id(&obj, "runAsGroup"),
+            seccomp,
+        )
+    }
+
+    /// `seccompProfile`: `type: RuntimeDefault` (rkt's default profile) or
+    /// `Unconfined`; `Localhost` profiles (files) do not exist here.
+    fn seccomp_profile(&mut self, node: &Node, path: &str) -> Option<Seccomp> {
+        let obj = self.object(node, path, &schema::SECCOMP_PROFILE)?;
+        let type_node = self.required(&obj, "type")?;
+        let p = obj.path("type");
+        match self.string(type_node, &p)?.as_str() {
+            "RuntimeDefault" => Some(Seccomp::Default),
+            "Unconfined" => Some(Seccomp::Unconfined),
+            "Localhost" => {
+                self.error(
+                    type_node.pos,
+                    &p,
+                    "type Localhost is not supported: profiles from files do not exist here; \
+                     use RuntimeDefault or Unconfined",
+                );
+                None
+            }
+            other => {
+                self.error(
+                    type_node.pos,
+                    &p,
+                    format!(
+                        "unknown seccompProfile type {other}: use RuntimeDefault or Unconfined"
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn id(&mut self, obj: &Obj<'_>, name: &str) -> Option<u32> {
@@ -1105,6 +1183,7 @@ impl Reader<'_> {
             capabilities_add: security.capabilities_add,
             capabilities_drop: security.capabilities_drop,
             privileged: security.privileged,
+            seccomp: security.seccomp.unwrap_or(ctx.seccomp),
             liveness_probe,
             readiness_probe,
         })
@@ -1414,6 +1493,9 @@ impl Reader<'_> {
         };
         out.read_only_root_filesystem = flag(self, "readOnlyRootFilesystem");
         out.privileged = flag(self, "privileged");
+        out.seccomp = obj
+            .get("seccompProfile")
+            .and_then(|n| self.seccomp_profile(n, &obj.path("seccompProfile")));
         if let Some(n) = obj.get("allowPrivilegeEscalation") {
             let p = obj.path("allowPrivilegeEscalation");
             match self.boolean(n, &p) {
@@ -1685,6 +1767,8 @@ fn raw_string_field<'n>(node: &'n Node, name: &str) -> Option<&'n str> {
 struct Spec {
     restart_policy: RestartPolicy,
     host_network: bool,
+    /// `hostUsers: false`, and where it was written.
+    private_users: Option<Pos>,
     hostname: Option<String>,
     grace: u64,
     init_containers: Vec<DesiredContainer>,
@@ -1706,6 +1790,7 @@ struct Security {
     privileged: bool,
     capabilities_add: Vec<String>,
     capabilities_drop: Vec<String>,
+    seccomp: Option<Seccomp>,
 }
 
 /// Parsed values with the position of each, to point at a request above its limit.

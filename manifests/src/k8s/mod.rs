@@ -9,8 +9,9 @@
 //! away gives the same [`DesiredPod`] and the same [`DesiredPod::spec_hash`].
 //!
 //! rkt-specific choices are annotations: `rkt.io/stage1` (`default` | `fly`),
-//! `rkt.io/networks` (comma-separated network names, default `default`) and
-//! `rkt.io/replace` (`stop-first` | `start-first`).
+//! `rkt.io/networks` (comma-separated network names, default `default`),
+//! `rkt.io/replace` (`stop-first` | `start-first`) and `rkt.io/seccomp` (`default` |
+//! `unconfined`, for every container that sets no `seccompProfile`).
 
 mod convert;
 mod schema;
@@ -25,7 +26,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use crate::runtime::Flavor;
+pub use crate::runtime::{Flavor, Seccomp};
 
 /// Largest manifest file read, as the kubelet does.
 pub const MAX_MANIFEST_BYTES: usize = 10 * 1024 * 1024;
@@ -131,6 +132,10 @@ pub struct DesiredPod {
     pub spec_hash: String,
     pub restart_policy: RestartPolicy,
     pub host_network: bool,
+    /// `spec.hostUsers: false`: the pod gets a user namespace of its own (`rkt run
+    /// --private-users`). Absent or `true`: the host's ids.
+    #[serde(default)]
+    pub private_users: bool,
     pub hostname: Option<String>,
     /// Default 30.
     pub termination_grace_period_secs: u64,
@@ -175,6 +180,11 @@ pub struct DesiredContainer {
     /// Canonical `CAP_X` names, sorted, without duplicates; `ALL` stays `ALL`.
     pub capabilities_drop: Vec<String>,
     pub privileged: bool,
+    /// `securityContext.seccompProfile.type` of the container, else of the pod, else
+    /// the `rkt.io/seccomp` annotation: `RuntimeDefault` is [`Seccomp::Default`].
+    /// Left out of the hash when it is the default, so older hashes stay valid.
+    #[serde(default, skip_serializing_if = "Seccomp::is_default")]
+    pub seccomp: Seccomp,
     pub liveness_probe: Option<Probe>,
     pub readiness_probe: Option<Probe>,
 }
@@ -304,6 +314,9 @@ impl DesiredPod {
             annotations: BTreeMap<&'a str, &'a str>,
             restart_policy: RestartPolicy,
             host_network: bool,
+            // Left out when false, so pods without hostUsers keep their hashes.
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            private_users: bool,
             hostname: &'a Option<String>,
             termination_grace_period_secs: u64,
             stage1: Flavor,
@@ -324,6 +337,7 @@ impl DesiredPod {
                 .collect(),
             restart_policy: self.restart_policy,
             host_network: self.host_network,
+            private_users: self.private_users,
             hostname: &self.hostname,
             termination_grace_period_secs: self.termination_grace_period_secs,
             stage1: self.stage1,

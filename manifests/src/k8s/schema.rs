@@ -104,6 +104,7 @@ pub(crate) static POD_SPEC: Schema = Schema {
         "restartPolicy",
         "terminationGracePeriodSeconds",
         "hostNetwork",
+        "hostUsers",
         "hostname",
         "securityContext",
     ],
@@ -175,7 +176,6 @@ pub(crate) static POD_SPEC: Schema = Schema {
             "shareProcessNamespace",
             "the apps of a pod always share one PID namespace",
         ),
-        no("hostUsers", "user namespaces are not supported"),
         no(
             "activeDeadlineSeconds",
             "pods run until they exit or are removed",
@@ -191,7 +191,7 @@ pub(crate) static POD_SPEC: Schema = Schema {
 
 pub(crate) static POD_SECURITY_CONTEXT: Schema = Schema {
     what: "pod securityContext",
-    fields: &["runAsUser", "runAsGroup"],
+    fields: &["runAsUser", "runAsGroup", "seccompProfile"],
     unsupported: &[
         no("runAsNonRoot", "set runAsUser to a non-zero uid instead"),
         no(
@@ -212,10 +212,6 @@ pub(crate) static POD_SECURITY_CONTEXT: Schema = Schema {
         ),
         no("seLinuxOptions", "SELinux labels are not applied"),
         no("seLinuxChangePolicy", "SELinux labels are not applied"),
-        no(
-            "seccompProfile",
-            "seccomp profiles are not configurable in manifests",
-        ),
         no("appArmorProfile", "AppArmor profiles are not applied"),
         no("sysctls", "pod sysctls are not applied"),
         no("windowsOptions", "this runtime runs Linux pods only"),
@@ -340,14 +336,11 @@ pub(crate) static CONTAINER_SECURITY_CONTEXT: Schema = Schema {
         "capabilities",
         "privileged",
         "allowPrivilegeEscalation",
+        "seccompProfile",
     ],
     unsupported: &[
         no("runAsNonRoot", "set runAsUser to a non-zero uid instead"),
         no("seLinuxOptions", "SELinux labels are not applied"),
-        no(
-            "seccompProfile",
-            "seccomp profiles are not configurable in manifests",
-        ),
         no("appArmorProfile", "AppArmor profiles are not applied"),
         unless(
             "procMount",
@@ -356,6 +349,15 @@ pub(crate) static CONTAINER_SECURITY_CONTEXT: Schema = Schema {
         ),
         no("windowsOptions", "this runtime runs Linux pods only"),
     ],
+};
+
+pub(crate) static SECCOMP_PROFILE: Schema = Schema {
+    what: "seccompProfile",
+    fields: &["type"],
+    unsupported: &[no(
+        "localhostProfile",
+        "profiles from files are not supported: use type RuntimeDefault or Unconfined",
+    )],
 };
 
 pub(crate) static CAPABILITIES: Schema = Schema {
@@ -463,8 +465,13 @@ pub(crate) const RESOURCE_NAMES: &[&str] = &["cpu", "memory"];
 pub(crate) const ANNOTATION_STAGE1: &str = "rkt.io/stage1";
 pub(crate) const ANNOTATION_NETWORKS: &str = "rkt.io/networks";
 pub(crate) const ANNOTATION_REPLACE: &str = "rkt.io/replace";
-pub(crate) const RKT_ANNOTATIONS: &[&str] =
-    &[ANNOTATION_STAGE1, ANNOTATION_NETWORKS, ANNOTATION_REPLACE];
+pub(crate) const ANNOTATION_SECCOMP: &str = "rkt.io/seccomp";
+pub(crate) const RKT_ANNOTATIONS: &[&str] = &[
+    ANNOTATION_STAGE1,
+    ANNOTATION_NETWORKS,
+    ANNOTATION_REPLACE,
+    ANNOTATION_SECCOMP,
+];
 
 /// Linux capabilities, as of Linux 6.x.
 pub(crate) const CAPABILITIES_KNOWN: &[&str] = crate::runtime::KNOWN_CAPABILITIES;
@@ -582,6 +589,7 @@ mod tests {
             &VOLUME_MOUNT,
             &RESOURCES,
             &CONTAINER_SECURITY_CONTEXT,
+            &SECCOMP_PROFILE,
             &PROBE,
             &HTTP_ACTION,
             &TCP_ACTION,

@@ -159,6 +159,7 @@ fn realistic_pod_parses_into_the_exact_desired_pod() {
         spec_hash: pod.spec_hash.clone(),
         restart_policy: RestartPolicy::OnFailure,
         host_network: false,
+        private_users: false,
         hostname: Some("front".into()),
         termination_grace_period_secs: 10,
         stage1: Flavor::Default,
@@ -186,6 +187,7 @@ fn realistic_pod_parses_into_the_exact_desired_pod() {
             capabilities_add: vec![],
             capabilities_drop: vec![],
             privileged: false,
+            seccomp: Seccomp::Default,
             liveness_probe: None,
             readiness_probe: None,
         }],
@@ -234,6 +236,7 @@ fn realistic_pod_parses_into_the_exact_desired_pod() {
             capabilities_add: strings(&["CAP_CHOWN", "CAP_NET_BIND_SERVICE"]),
             capabilities_drop: strings(&["ALL"]),
             privileged: false,
+            seccomp: Seccomp::Default,
             liveness_probe: Some(Probe {
                 action: ProbeAction::HttpGet {
                     path: "/healthz".into(),
@@ -542,11 +545,11 @@ const UNSUPPORTED: &[(&str, usize, usize, &str, &str)] = &[
         "runAsNonRoot is not supported: set runAsUser",
     ),
     (
-        "    securityContext:\n      seccompProfile: {type: RuntimeDefault}\n",
-        10,
-        7,
-        "spec.containers[0].securityContext.seccompProfile",
-        "seccompProfile is not supported",
+        "    securityContext:\n      seccompProfile:\n        type: Localhost\n",
+        11,
+        15,
+        "spec.containers[0].securityContext.seccompProfile.type",
+        "type Localhost is not supported",
     ),
     (
         "  securityContext:\n    fsGroup: 2000\n",
@@ -1490,6 +1493,32 @@ fn host_network_means_no_networks() {
 }
 
 #[test]
+fn host_users_false_asks_for_a_user_namespace() {
+    let plain = one_pod(BASE);
+    assert!(!plain.private_users);
+    // Writing out the default changes nothing, not even the hash.
+    let explicit = one_pod(&base("  hostUsers: true\n"));
+    assert!(!explicit.private_users);
+    assert_eq!(explicit.spec_hash, plain.spec_hash);
+    let private = one_pod(&base("  hostUsers: false\n"));
+    assert!(private.private_users);
+    assert_ne!(private.spec_hash, plain.spec_hash);
+
+    let errors = only_errors(&base("  hostUsers: sometimes\n"));
+    assert_eq!(errors[0].field, "spec.hostUsers", "{errors:#?}");
+    assert_eq!((errors[0].line, errors[0].column), (Some(9), Some(14)));
+
+    let errors = only_errors(&base("  hostUsers: false\n  hostNetwork: true\n").replace(
+        "  name: web",
+        "  name: web\n  annotations:\n    rkt.io/stage1: fly",
+    ));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].field, "spec.hostUsers");
+    assert_eq!(errors[0].line, Some(11));
+    assert!(errors[0].message.contains("fly"), "{errors:#?}");
+}
+
+#[test]
 fn networks_annotation() {
     let cases = [
         ("default", vec!["default"]),
@@ -1948,4 +1977,114 @@ fn crlf_line_endings() {
     assert_eq!(pods.len(), 1);
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert_eq!((errors[0].line, errors[0].column), (Some(13), Some(9)));
+}
+
+// ---- seccomp ---------------------------------------------------------------------------
+
+#[test]
+fn seccomp_profiles_from_fields_and_annotation() {
+    let seccomp = |p: &DesiredPod| -> Vec<Seccomp> {
+        p.init_containers
+            .iter()
+            .chain(&p.containers)
+            .map(|c| c.seccomp)
+            .collect()
+    };
+    let two = "  - name: side\n    image: example.com/side:1.0\n";
+    assert_eq!(seccomp(&one_pod(&base(two))), [Seccomp::Default; 2]);
+
+    // The annotation covers every container that says nothing.
+    let annotated = base(two).replace(
+        "  name: web\n",
+        "  name: web\n  annotations: {rkt.io/seccomp: unconfined}\n",
+    );
+    assert_eq!(seccomp(&one_pod(&annotated)), [Seccomp::Unconfined; 2]);
+
+    // The pod's field wins over the annotation, a container's over the pod's.
+    let fields = annotated.replace(
+        "spec:\n",
+        "spec:\n  securityContext:\n    seccompProfile: {type: RuntimeDefault}\n",
+    ) + "    securityContext:\n      seccompProfile: {type: Unconfined}\n";
+    assert_eq!(
+        seccomp(&one_pod(&fields)),
+        [Seccomp::Default, Seccomp::Unconfined]
+    );
+
+    // Writing the default out changes nothing, not even the hash; unconfined does.
+    let plain = one_pod(&base(""));
+    let explicit = one_pod(
+        &base("    securityContext:\n      seccompProfile: {type: RuntimeDefault}\n").replace(
+            "  name: web\n",
+            "  name: web\n  annotations: {rkt.io/seccomp: default}\n",
+        ),
+    );
+    assert_eq!(explicit.spec_hash, plain.spec_hash);
+    let open = one_pod(&base(
+        "    securityContext:\n      seccompProfile: {type: Unconfined}\n",
+    ));
+    assert_ne!(open.spec_hash, plain.spec_hash);
+}
+
+#[test]
+fn seccomp_errors_name_file_line_and_field() {
+    let errors = only_errors(&base("").replace(
+        "spec:\n",
+        "spec:\n  securityContext:\n    seccompProfile:\n      type: Localhost\n      \
+         localhostProfile: profiles/p.json\n",
+    ));
+    let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        shown.iter().any(|e| e.starts_with(
+            "pods/test.yaml:8:13: spec.securityContext.seccompProfile.type: type Localhost \
+             is not supported"
+        )),
+        "{shown:#?}"
+    );
+    assert!(
+        shown.iter().any(|e| e.contains(
+            "spec.securityContext.seccompProfile.localhostProfile: localhostProfile is not \
+             supported"
+        )),
+        "{shown:#?}"
+    );
+
+    let errors = only_errors(&base("    securityContext:\n      seccompProfile: {}\n"));
+    assert_eq!(
+        errors[0].field,
+        "spec.containers[0].securityContext.seccompProfile.type"
+    );
+    assert!(
+        errors[0].message.contains("type is required"),
+        "{errors:#?}"
+    );
+
+    let errors = only_errors(&base(
+        "    securityContext:\n      seccompProfile: {type: Strict}\n",
+    ));
+    assert!(
+        errors[0]
+            .message
+            .contains("unknown seccompProfile type Strict"),
+        "{errors:#?}"
+    );
+
+    let errors = only_errors(&base("").replace(
+        "  name: web\n",
+        "  name: web\n  annotations: {rkt.io/seccomp: runtime/default}\n",
+    ));
+    assert_eq!(errors[0].field, "metadata.annotations[rkt.io/seccomp]");
+    assert!(
+        errors[0]
+            .message
+            .contains("unknown seccomp profile runtime/default: use default or unconfined"),
+        "{errors:#?}"
+    );
+    let errors = only_errors(&base("").replace(
+        "  name: web\n",
+        "  name: web\n  annotations: {rkt.io/secomp: unconfined}\n",
+    ));
+    assert!(
+        errors[0].message.contains("did you mean rkt.io/seccomp?"),
+        "{errors:#?}"
+    );
 }

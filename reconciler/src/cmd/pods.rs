@@ -275,6 +275,12 @@ fn print_status(info: &PodInfo) {
     if let Some(pid) = info.pid {
         println!("pid={pid}");
     }
+    if let Some(u) = info.user_namespace {
+        println!(
+            "user-namespace=uid:{}:gid:{}:size:{}",
+            u.host_uid, u.host_gid, u.size
+        );
+    }
     println!("exited={}", info.state.has_exited());
     for app in &info.apps {
         if let Some(code) = app.exit_code() {

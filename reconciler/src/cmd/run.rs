@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use manifests::pod::ExposedPort;
-use manifests::runtime::{Flavor, Volume};
+use manifests::runtime::{Flavor, Seccomp, Volume};
 use rkt::fetch::PullPolicy;
 use rkt::launch::{self, PodRequest};
 use rkt::net::{self, NetMode, NetOptions, PodNetworking};
@@ -54,6 +54,10 @@ pub struct PodArgs {
     /// The stage1 binary to use.
     #[arg(long, value_name = "FILE")]
     pub stage1_path: Option<PathBuf>,
+    /// The apps' seccomp filter: default (rkt's profile of blocked system calls) or
+    /// unconfined (none; the same as --insecure-options=seccomp).
+    #[arg(long, default_value = "default", value_name = "PROFILE")]
+    pub seccomp: Seccomp,
     /// When to fetch images: new (only if missing), update, never.
     #[arg(long, default_value = "new", value_name = "POLICY")]
     pub pull_policy: PullPolicy,
@@ -63,6 +67,10 @@ pub struct PodArgs {
     /// Write the pod's UUID to this file.
     #[arg(long, value_name = "FILE")]
     pub uuid_file_save: Option<PathBuf>,
+    /// Run the apps in a user namespace: container uids and gids 0-65535 are a host
+    /// range of the pod's own (root in the pod is unprivileged on the host).
+    #[arg(long)]
+    pub private_users: bool,
     /// IMAGE [APP FLAGS] [-- ARGS] [--- IMAGE ...]
     #[arg(
         required = true,
@@ -158,6 +166,10 @@ fn request(cli: &Cli, pod: &PodArgs, interactive: bool) -> Result<PodRequest> {
             }
         }
     }
+    let mut pod_insecure = cli.insecure_options;
+    if pod.seccomp == Seccomp::Unconfined {
+        pod_insecure.seccomp = true;
+    }
     Ok(PodRequest {
         pod: PodOptions {
             hostname: pod.hostname.clone(),
@@ -169,11 +181,12 @@ fn request(cli: &Cli, pod: &PodArgs, interactive: bool) -> Result<PodRequest> {
             flavor: pod.stage1_name,
             interactive,
             env: pod.env.clone(),
-            insecure: cli.insecure_options,
+            insecure: pod_insecure,
             stop_grace_period_secs: Some(pod.stop_grace_period.as_secs().max(1)),
             netns: None,
             private_network: false,
             cgroup_root: None,
+            private_users: pod.private_users,
             ports: pod.ports.clone(),
         },
         apps,

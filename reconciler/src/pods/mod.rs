@@ -22,6 +22,7 @@ mod lock;
 mod mountinfo;
 #[cfg(test)]
 mod tests;
+pub mod userns;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -37,7 +38,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use manifests::pod::{PodManifest, PodManifestError};
-use manifests::runtime::{AppStatus, RuntimeConfig, RuntimeError, RUNTIME_VERSION};
+use manifests::runtime::{AppStatus, RuntimeConfig, RuntimeError, UserNamespace, RUNTIME_VERSION};
 use serde::{Serialize, Serializer};
 
 pub use gc::{GcFailure, GcReport};
@@ -291,6 +292,9 @@ pub struct PodInfo {
     /// When its pid 1 started (mtime of `pid`).
     #[serde(serialize_with = "ser_time", skip_serializing_if = "Option::is_none")]
     pub started_at: Option<SystemTime>,
+    /// The host id range of the pod's user namespace (`--private-users`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_namespace: Option<UserNamespace>,
     /// Files of the pod that could not be read (the rest is still shown).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -339,6 +343,8 @@ pub enum PodError {
     InvalidUuid { uuid: String },
     #[error("pod {uuid} already exists")]
     UuidInUse { uuid: String },
+    #[error("cannot choose a user namespace range for pod {uuid}: {reason}")]
+    UserNamespace { uuid: String, reason: String },
     #[error("encode the {what} of pod {uuid}: {source}")]
     Encode {
         uuid: String,
@@ -594,6 +600,8 @@ impl Pods {
         if runtime.hostname.is_empty() {
             runtime.hostname = format!("rkt-{uuid}");
         }
+        // Held until runtime.json is written, so the next pod sees this one's range.
+        let _userns_lock = self.assign_user_namespace(&uuid, &mut runtime)?;
         let manifest_json = serde_json::to_vec(manifest).map_err(|source| PodError::Encode {
             uuid: uuid.clone(),
             what: "pod manifest",
@@ -662,6 +670,37 @@ impl Pods {
     }
 
     /// Delete a pod whose preparation failed with `error`; report both on failure.
+    /// A pod with a user namespace gets a host id range no other pod directory has
+    /// (see [`userns`]): its preferred one if free. Returns the allocation lock, to be
+    /// held until the pod's `runtime.json` is written.
+    fn assign_user_namespace(
+        &self,
+        uuid: &str,
+        runtime: &mut RuntimeConfig,
+    ) -> Result<Option<userns::AllocationLock>, PodError> {
+        let Some(wanted) = runtime.user_namespace else {
+            return Ok(None);
+        };
+        let fail = |reason: String| PodError::UserNamespace {
+            uuid: uuid.to_string(),
+            reason,
+        };
+        if wanted.size != userns::RANGE_SIZE {
+            return Err(fail(format!(
+                "a range has {} ids, not {}",
+                userns::RANGE_SIZE,
+                wanted.size
+            )));
+        }
+        let lock = userns::lock(&self.root)
+            .map_err(|e| fail(format!("lock {}: {e}", self.root.display())))?;
+        let taken = userns::ranges_in_use(&self.root);
+        let range = userns::choose(uuid, &taken)
+            .ok_or_else(|| fail("every range is held by a pod; remove some".to_string()))?;
+        runtime.user_namespace = Some(range);
+        Ok(Some(lock))
+    }
+
     fn discard(&self, uuid: &str, path: &Path, error: PodError) -> PodError {
         match fs::remove_dir_all(path) {
             Ok(()) => error,
@@ -1348,6 +1387,7 @@ fn read_info(pod: Pod) -> PodInfo {
         pid,
         created_at: mtime(&manifest_path),
         started_at: mtime(&pid_path),
+        user_namespace: runtime.as_ref().and_then(|r| r.user_namespace),
         errors,
         ready: dir.join(READY_FILE).exists(),
         dir: pod.dir.clone(),

@@ -148,6 +148,7 @@ fn pod_config(uuid: &str, apps: &[&str]) -> (PodManifest, RuntimeConfig) {
         cgroup_root: "/sys/fs/cgroup".into(),
         volumes: vec![],
         backoff: Default::default(),
+        user_namespace: None,
         apps: apps
             .iter()
             .map(|name| RuntimeApp {
@@ -166,6 +167,7 @@ fn pod_config(uuid: &str, apps: &[&str]) -> (PodManifest, RuntimeConfig) {
                 cpu_millis: None,
                 capabilities: vec![],
                 no_new_privileges: true,
+                seccomp: Default::default(),
                 masked_paths: vec![],
                 readonly_paths: vec![],
                 init: false,
@@ -937,4 +939,57 @@ fn gc_collects_stale_embryos() {
     assert_eq!(report.marked_garbage, vec![uuid.to_string()]);
     assert_eq!(report.removed.len(), 1);
     assert_eq!(e.state(uuid), None);
+}
+
+#[test]
+fn pods_with_user_namespaces_get_ranges_no_other_pod_has() {
+    let e = env();
+    let a = "6f1c3e2a-9b7d-4c1e-8a2b-3c4d5e6f7a8b";
+    // Another UUID preferring the same range: it must get the next one.
+    let slot = userns::preferred_slot(a);
+    let b = (0..100 * userns::SLOTS)
+        .map(|i| format!("00000000-0000-4000-8000-{i:012x}"))
+        .find(|u| userns::preferred_slot(u) == slot)
+        .unwrap();
+    let with_userns = |uuid: &str| {
+        let (m, mut r) = pod_config(uuid, &["web"]);
+        r.user_namespace = userns::choose(uuid, &[]);
+        e.pods.prepare(&m, &r).unwrap()
+    };
+    let pa = with_userns(a);
+    let pb = with_userns(&b);
+    let plain = e.prepare("", &["web"]);
+    let range = |p: &Pod| {
+        RuntimeConfig::from_slice(&fs::read(p.dir.join("runtime.json")).unwrap())
+            .unwrap()
+            .user_namespace
+    };
+    assert_eq!(range(&pa), Some(userns::range_of_slot(slot)));
+    assert_eq!(
+        range(&pb),
+        Some(userns::range_of_slot((slot + 1) % userns::SLOTS))
+    );
+    assert_eq!(range(&plain), None);
+
+    // rkt status / list show it.
+    let info = serde_json::to_value(e.pods.info(&pa).unwrap()).unwrap();
+    assert_eq!(
+        info["userNamespace"],
+        serde_json::json!({"hostUid": (1u32 << 28) + slot * 65536,
+                           "hostGid": (1u32 << 28) + slot * 65536, "size": 65536})
+    );
+    let info = serde_json::to_value(e.pods.info(&plain).unwrap()).unwrap();
+    assert!(info.get("userNamespace").is_none(), "{info}");
+
+    // A range of another size is refused.
+    let (m, mut r) = pod_config("", &["web"]);
+    r.user_namespace = Some(manifests::runtime::UserNamespace {
+        host_uid: 1 << 28,
+        host_gid: 1 << 28,
+        size: 10,
+    });
+    assert!(matches!(
+        e.pods.prepare(&m, &r),
+        Err(PodError::UserNamespace { .. })
+    ));
 }

@@ -110,6 +110,8 @@ pub struct AppAdjust {
     pub liveness_probe: Option<runtime::Probe>,
     pub readiness_probe: Option<runtime::Probe>,
     pub privileged: bool,
+    /// `seccompProfile` / `rkt.io/seccomp`: `Unconfined` lifts the default filter.
+    pub seccomp: runtime::Seccomp,
     /// Mount targets that are read-only (`volumeMounts[].readOnly`).
     pub read_only_mounts: Vec<String>,
 }
@@ -136,6 +138,10 @@ impl RuntimeAdjust {
                 if adj.read_only_mounts.contains(&m.path) {
                     m.read_only = true;
                 }
+            }
+            // Privileged containers run without a filter, as under the CRI.
+            if adj.privileged || adj.seccomp == runtime::Seccomp::Unconfined {
+                app.seccomp = runtime::Seccomp::Unconfined;
             }
             if adj.privileged {
                 app.capabilities = KNOWN_CAPS.iter().map(|c| c.to_string()).collect();
@@ -200,6 +206,8 @@ pub fn to_request(pod: &DesiredPod, ctx: &MapContext) -> Result<Mapped, MapError
         // The networks themselves are attached as the pod starts
         // (`act::net_mode`: hostNetwork, no network, or the pod's CNI networks).
         private_network: !pod.host_network && pod.networks.is_empty(),
+        // spec.hostUsers: false
+        private_users: pod.private_users,
         ..PodOptions::default()
     };
     let init_policy = match pod.restart_policy {
@@ -236,6 +244,7 @@ pub fn to_request(pod: &DesiredPod, ctx: &MapContext) -> Result<Mapped, MapError
                 c.readiness_probe.as_ref().map(probe)
             },
             privileged: c.privileged,
+            seccomp: c.seccomp,
             read_only_mounts: c
                 .volume_mounts
                 .iter()

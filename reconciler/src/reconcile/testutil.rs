@@ -22,6 +22,7 @@ pub fn desired_pod(name: &str, hash: &str) -> DesiredPod {
         spec_hash: hash.into(),
         restart_policy: RestartPolicy::Always,
         host_network: true,
+        private_users: false,
         hostname: None,
         termination_grace_period_secs: 30,
         stage1: Default::default(),
@@ -53,6 +54,7 @@ pub fn container(name: &str, image: &str) -> super::k8s::DesiredContainer {
         capabilities_add: Vec::new(),
         capabilities_drop: Vec::new(),
         privileged: false,
+        seccomp: Default::default(),
         liveness_probe: None,
         readiness_probe: None,
     }

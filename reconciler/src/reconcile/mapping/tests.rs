@@ -139,6 +139,7 @@ fn a_pod_maps_to_a_request_and_runtime_settings() {
         "the pod's name, as in Kubernetes"
     );
     assert!(r.pod.private_network);
+    assert!(!r.pod.private_users, "hostUsers absent: the host's ids");
     assert_eq!(r.pod.stop_grace_period_secs, Some(1));
     assert_eq!(
         r.pod.volumes[1],
@@ -236,6 +237,7 @@ fn runtime_app(name: &str, mounts: &[&str]) -> RuntimeApp {
         cpu_millis: None,
         capabilities: vec!["CAP_CHOWN".into()],
         no_new_privileges: true,
+        seccomp: Default::default(),
         masked_paths: vec!["/proc/kcore".into()],
         readonly_paths: vec!["/proc/sys".into()],
         init: false,
@@ -243,6 +245,14 @@ fn runtime_app(name: &str, mounts: &[&str]) -> RuntimeApp {
         liveness_probe: None,
         readiness_probe: None,
     }
+}
+
+#[test]
+fn host_users_false_maps_to_private_users() {
+    let mut pod = desired_pod("web", "h");
+    pod.containers = vec![container("app", "example.com/app:1.0")];
+    pod.private_users = true;
+    assert!(to_request(&pod, &ctx()).unwrap().request.pod.private_users);
 }
 
 #[test]
@@ -262,6 +272,7 @@ fn runtime_adjustments_apply_per_app() {
         cgroup_root: "/sys/fs/cgroup".into(),
         volumes: vec![],
         backoff: Default::default(),
+        user_namespace: None,
         apps: vec![
             runtime_app("init", &[]),
             runtime_app("main", &["/ro", "/rw"]),
@@ -270,6 +281,7 @@ fn runtime_adjustments_apply_per_app() {
     let mut pod = desired_pod("web", "h");
     let mut init = container("init", "/i.aci");
     init.liveness_probe = Some(probe_of(ProbeAction::TcpSocket { port: 1 }));
+    init.seccomp = runtime::Seccomp::Unconfined;
     let mut main = container("main", "/i.aci");
     main.privileged = true;
     main.volume_mounts = vec![VolumeMount {
@@ -294,6 +306,21 @@ fn runtime_adjustments_apply_per_app() {
     );
     assert!(main.masked_paths.is_empty() && main.readonly_paths.is_empty());
     assert!(!main.no_new_privileges);
+    assert_eq!(init.seccomp, runtime::Seccomp::Unconfined, "seccompProfile");
+    assert_eq!(main.seccomp, runtime::Seccomp::Unconfined, "privileged");
+    // Otherwise the filter stays.
+    let mut rt2 = rt.clone();
+    rt2.apps
+        .iter_mut()
+        .for_each(|a| a.seccomp = Default::default());
+    let mut plain = desired_pod("web", "h");
+    plain.init_containers = vec![container("init", "/i.aci")];
+    plain.containers = vec![container("main", "/i.aci")];
+    to_request(&plain, &ctx()).unwrap().adjust.apply(&mut rt2);
+    assert!(rt2
+        .apps
+        .iter()
+        .all(|a| a.seccomp == runtime::Seccomp::Default));
 }
 
 #[test]
