@@ -1047,3 +1047,68 @@ fn a_pods_dir_others_can_write_is_warned_about_and_refused_when_strict() {
     assert!(!strict.stderr().contains("WARNING"), "{}", strict.stderr());
     assert!(env.status().get("warnings").is_none());
 }
+
+/// Pod YAML's security knobs reach the pod through the reconciler: `hostUsers: false`
+/// gives it a user namespace (pod root is an unprivileged host range), and a
+/// container's `seccompProfile: Unconfined` lifts the default filter for that
+/// container only.
+#[test]
+fn host_users_false_and_seccomp_profiles_reach_the_pod() {
+    need_root!("host_users_false_and_seccomp_profiles_reach_the_pod");
+    let env = Env::new();
+    let _d = env.daemon();
+    let yaml = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: knobs
+spec:
+  hostNetwork: true
+  hostUsers: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: confined
+    image: {aci}
+    command: [sh, -c, 'grep Seccomp: /proc/self/status; cat /proc/self/uid_map; exec sleep 3600']
+  - name: open
+    image: {aci}
+    securityContext:
+      seccompProfile:
+        type: Unconfined
+    command: [sh, -c, 'grep Seccomp: /proc/self/status; exec sleep 3600']
+",
+        aci = env.aci.display()
+    );
+    env.write("knobs.yaml", &yaml);
+    let uuid = env.wait_running("knobs");
+    let status: Value =
+        serde_json::from_str(&env.rkt.ok(["status", "--format=json", &uuid])).unwrap();
+    let base = status["userNamespace"]["hostUid"]
+        .as_u64()
+        .unwrap_or_else(|| {
+            panic!("a user namespace: {status}");
+        });
+    assert!(base >= 65536, "an unprivileged range: {base}");
+    let logs = |app: &str| {
+        let mut out = String::new();
+        poll(&format!("{app}'s output"), LONG, || {
+            out = env.rkt.run(["logs", "--app", app, &uuid]).stdout();
+            out.contains("Seccomp:")
+        });
+        out
+    };
+    let confined = logs("confined");
+    assert!(confined.contains("Seccomp:\t2"), "{confined}");
+    let map: Vec<String> = confined
+        .lines()
+        .find(|l| !l.starts_with("Seccomp"))
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        map,
+        ["0".to_string(), base.to_string(), "65536".to_string()],
+        "{confined}"
+    );
+    let open = logs("open");
+    assert!(open.contains("Seccomp:\t0"), "{open}");
+}
