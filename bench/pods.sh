@@ -47,3 +47,14 @@ else
     echo "bench: systemd-nspawn unavailable here; skipped" >&2
 fi
 hyperfine "${args[@]}" >/dev/null
+
+# What the hardening costs at start: the default seccomp profile against none, and a
+# user namespace (--private-users: id-mapped image layer) against none.
+hyperfine --style none --runs "$runs" --warmup 3 --prepare "$prep" \
+    --export-json "$results/pod-start-seccomp.json" \
+    -n rkt "$rkt_cmd" \
+    -n baseline-unconfined "$rkt ${flags[*]} run --net=none --seccomp=unconfined example.com/busybox --exec=/bin/true" >/dev/null
+hyperfine --style none --runs "$runs" --warmup 3 --prepare "$prep" \
+    --export-json "$results/pod-start-userns.json" \
+    -n rkt "$rkt ${flags[*]} run --net=none --private-users example.com/busybox --exec=/bin/true" \
+    -n baseline-host-users "$rkt_cmd" >/dev/null
