@@ -2,5 +2,7 @@
 pub mod aci;
 pub mod gpg;
 pub mod http;
+pub mod leaks;
 pub mod netns;
+pub mod podenv;
 pub mod rkt;
