@@ -50,6 +50,14 @@ use lock::{LockGuard, LockedTemp};
 pub use oci::{BlobLease, BlobRole, BlobWriter, NewOciImage, OciRecord};
 pub use validate::AciProblem;
 
+/// Check that the uncompressed archive in `file` is an ACI (a `manifest` and a
+/// `rootfs/`, nothing escaping it) and return the manifest's bytes and parsed form, as
+/// an import does. Public for the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn check_aci(file: &File) -> Result<(Vec<u8>, ImageManifest), AciProblem> {
+    validate::check_aci(file)
+}
+
 /// `sha512-`, the only hash algorithm appc allows for image IDs.
 pub const ID_PREFIX: &str = "sha512-";
 /// Hex digits in a full image ID.
