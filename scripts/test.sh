@@ -21,6 +21,16 @@ set +e
 cargo test --workspace --no-fail-fast -- --test-threads=1 2>&1 | tee /tmp/rkt-test-$$.log | grep -vE '^test .* \.\.\. ok$'
 status=${PIPESTATUS[0]}
 set -e
+# A short, bounded fuzzing run of every target (docs/fuzzing.md); longer runs:
+# scripts/fuzz.sh SECONDS. A crash counts as a failed test.
+echo "== fuzz (10 s per target)"
+if scripts/fuzz.sh 10; then
+    echo "test fuzz ... ok" >>/tmp/rkt-test-$$.log
+    echo "test result: ok. 1 passed; 0 failed" >>/tmp/rkt-test-$$.log
+else
+    echo "test result: FAILED. 0 passed; 1 failed" >>/tmp/rkt-test-$$.log
+    status=1
+fi
 passed=$(grep -Eo '[0-9]+ passed' /tmp/rkt-test-$$.log | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' /tmp/rkt-test-$$.log | awk '{s+=$1} END {print s+0}')
 ignored=$(grep -Eo '[0-9]+ ignored' /tmp/rkt-test-$$.log | awk '{s+=$1} END {print s+0}')

@@ -96,14 +96,14 @@ pub fn in_test_host<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
                 .expect("create the test host's namespaces (are we root?)");
             use rustix::mount::MountPropagationFlags as P;
             rustix::mount::mount_change("/", P::PRIVATE | P::REC).expect("make mounts private");
-            host_sh("ip link set lo up");
+            sh("ip link set lo up");
             // Leases of host-local (default /var/lib/cni/networks) stay in this
             // namespace. Where /var/lib/cni does not exist, cover /var/lib instead
             // (nothing the tests run needs it) rather than create it on the host.
             if Path::new("/var/lib/cni").is_dir() {
-                host_sh("mount -t tmpfs rkt-e2e-cni /var/lib/cni");
+                sh("mount -t tmpfs rkt-e2e-cni /var/lib/cni");
             } else {
-                host_sh("mount -t tmpfs rkt-e2e-cni /var/lib && mkdir -p /var/lib/cni");
+                sh("mount -t tmpfs rkt-e2e-cni /var/lib && mkdir -p /var/lib/cni");
             }
             f()
         })
@@ -112,7 +112,8 @@ pub fn in_test_host<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
-fn host_sh(cmd: &str) {
+/// Run a shell command (in a test host: there); it must succeed. Returns stdout.
+pub fn sh(cmd: &str) -> String {
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
     assert!(
         out.status.success(),
@@ -120,6 +121,7 @@ fn host_sh(cmd: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[allow(unsafe_code)]

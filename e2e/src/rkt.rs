@@ -260,3 +260,34 @@ pub fn probe_aci(dir: &Path, name: &str) -> PathBuf {
     assert!(status.success(), "build-busybox-aci.sh failed");
     out
 }
+
+/// A throwaway installation with one image fetched (without signature check). On
+/// drop, every pod still running is killed and everything is collected, so no cgroup
+/// or process outlives the test even when it fails.
+pub struct Fetched {
+    pub rkt: Rkt,
+    pub aci: PathBuf,
+}
+
+impl Fetched {
+    /// Fetch `aci` into `rkt`'s store.
+    pub fn new(rkt: Rkt, aci: PathBuf) -> Fetched {
+        rkt.ok(["--insecure-options=image", "fetch", aci.to_str().unwrap()]);
+        Fetched { rkt, aci }
+    }
+}
+
+impl Drop for Fetched {
+    fn drop(&mut self) {
+        let out = self.rkt.run(["list", "--format=json"]);
+        if let Ok(pods) = serde_json::from_str::<Vec<serde_json::Value>>(&out.stdout()) {
+            for p in pods.iter().filter(|p| p["state"] == "running") {
+                if let Some(uuid) = p["uuid"].as_str() {
+                    let _ = self.rkt.run(["stop", "--force", uuid]);
+                    let _ = self.rkt.run(["status", "--wait=20s", uuid]);
+                }
+            }
+        }
+        let _ = self.rkt.run(["gc", "--grace-period=0s"]);
+    }
+}

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::netns::in_test_host;
+use e2e::netns::{in_test_host, sh};
 use e2e::rkt::{busybox_aci, is_root, Rkt};
 use serde_json::Value;
 
@@ -28,18 +28,6 @@ macro_rules! need_root {
             return;
         }
     };
-}
-
-/// Run a shell command in the test host; it must succeed. Returns stdout.
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A command's stdout, or "" if it cannot run (say, nft is not installed).

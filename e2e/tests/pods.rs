@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::rkt::{is_root, probe_aci, Rkt};
+use e2e::rkt::{is_root, probe_aci, Fetched as Setup, Rkt};
 use serde_json::Value;
 
 const NAME: &str = "example.com/probe";
@@ -21,34 +21,10 @@ macro_rules! need_root {
     };
 }
 
-/// A throwaway installation with the probe image fetched. On drop, every pod still
-/// running is killed and everything is collected, so no cgroup or process outlives
-/// the test even when it fails.
-struct Setup {
-    rkt: Rkt,
-    aci: PathBuf,
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let out = self.rkt.run(["list", "--format=json"]);
-        if let Ok(pods) = serde_json::from_str::<Vec<Value>>(&out.stdout()) {
-            for p in pods.iter().filter(|p| p["state"] == "running") {
-                if let Some(uuid) = p["uuid"].as_str() {
-                    let _ = self.rkt.run(["stop", "--force", uuid]);
-                    let _ = self.rkt.run(["status", "--wait=20s", uuid]);
-                }
-            }
-        }
-        let _ = self.rkt.run(["gc", "--grace-period=0s"]);
-    }
-}
-
 fn setup() -> Setup {
     let rkt = Rkt::new();
     let aci = probe_aci(&rkt.scratch(), NAME);
-    rkt.ok(["--insecure-options=image", "fetch", aci.to_str().unwrap()]);
-    Setup { rkt, aci }
+    Setup::new(rkt, aci)
 }
 
 fn poll(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {

@@ -6,11 +6,10 @@
 //! and `escape_suite` prints the whole table. Needs root. Pods use `--net=none`.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::rkt::{is_root, probe_aci, Rkt};
+use e2e::rkt::{is_root, probe_aci, Fetched as Setup, Rkt};
 use serde_json::Value;
 
 const NAME: &str = "example.com/probe";
@@ -24,33 +23,10 @@ macro_rules! need_root {
     };
 }
 
-/// A throwaway installation with the probe image fetched; on drop every running pod
-/// is killed and everything is collected.
-struct Setup {
-    rkt: Rkt,
-    _aci: PathBuf,
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let out = self.rkt.run(["list", "--format=json"]);
-        if let Ok(pods) = serde_json::from_str::<Vec<Value>>(&out.stdout()) {
-            for p in pods.iter().filter(|p| p["state"] == "running") {
-                if let Some(uuid) = p["uuid"].as_str() {
-                    let _ = self.rkt.run(["stop", "--force", uuid]);
-                    let _ = self.rkt.run(["status", "--wait=20s", uuid]);
-                }
-            }
-        }
-        let _ = self.rkt.run(["gc", "--grace-period=0s"]);
-    }
-}
-
 fn setup() -> Setup {
     let rkt = Rkt::new();
     let aci = probe_aci(&rkt.scratch(), NAME);
-    rkt.ok(["--insecure-options=image", "fetch", aci.to_str().unwrap()]);
-    Setup { rkt, _aci: aci }
+    Setup::new(rkt, aci)
 }
 
 /// One attempt as the probe reported it.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::rkt::{busybox_aci, files_under, is_root, Rkt};
+use e2e::rkt::{busybox_aci, files_under, is_root, Fetched as Setup, Rkt};
 use serde_json::Value;
 
 macro_rules! need_root {
@@ -21,33 +21,10 @@ macro_rules! need_root {
     };
 }
 
-/// A throwaway installation with the busybox image fetched; on drop every running pod
-/// is killed and everything is collected.
-struct Setup {
-    rkt: Rkt,
-    aci: PathBuf,
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let out = self.rkt.run(["list", "--format=json"]);
-        if let Ok(pods) = serde_json::from_str::<Vec<Value>>(&out.stdout()) {
-            for p in pods.iter().filter(|p| p["state"] == "running") {
-                if let Some(uuid) = p["uuid"].as_str() {
-                    let _ = self.rkt.run(["stop", "--force", uuid]);
-                    let _ = self.rkt.run(["status", "--wait=20s", uuid]);
-                }
-            }
-        }
-        let _ = self.rkt.run(["gc", "--grace-period=0s"]);
-    }
-}
-
 fn setup() -> Setup {
     let rkt = Rkt::new();
     let aci = busybox_aci(&rkt.scratch(), "example.com/busybox");
-    rkt.ok(["--insecure-options=image", "fetch", aci.to_str().unwrap()]);
-    Setup { rkt, aci }
+    Setup::new(rkt, aci)
 }
 
 /// A pod started in the background; killed (by PID) if the test fails.

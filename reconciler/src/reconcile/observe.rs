@@ -302,6 +302,9 @@ pub struct SeenPod {
     /// Running, stage1 started every app, and every app with a readiness probe is
     /// ready (`apps/<app>/ready`).
     pub ready: bool,
+    /// Running, and stage1 has started every app once (its `ready` file): until then
+    /// the pod is still starting (networks attached, init apps running).
+    pub started: bool,
     /// Whether any app has a readiness probe.
     pub has_readiness: bool,
     /// In-place restarts of its apps by stage1.
@@ -385,6 +388,7 @@ pub fn seen(info: &PodInfo) -> Option<SeenPod> {
             problem: if running { pod_problem(info) } else { None },
         },
         ready,
+        started: running && info.ready,
         has_readiness: !probed.is_empty(),
         app_restarts: info
             .apps

@@ -349,6 +349,11 @@ pub fn derive_pods(i: &Inputs) -> Vec<PodStatus> {
             } else if wanted.stale {
                 st.message =
                     Some("the manifest is invalid; the last good version keeps running".into());
+            } else if !run.started {
+                // Its directory is in run/ from the moment its networks are being
+                // attached; it runs once stage1 has started its apps.
+                st.phase = Phase::Pending;
+                st.message = Some("starting the pod".into());
             }
         } else if let Some(old) = running_any {
             st.phase = Phase::Running;

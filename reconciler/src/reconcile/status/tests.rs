@@ -24,6 +24,7 @@ fn seen(name: &str, uuid: &str, hash: &str, state: PodState) -> SeenPod {
             problem: None,
         },
         ready: state.is_running(),
+        started: state.is_running(),
         has_readiness: false,
         app_restarts: 2,
         exits: "app=3".into(),
@@ -92,6 +93,7 @@ fn phases_follow_pods_and_history() {
             ("broken", "h", true),
             ("upd", "h2", false),
             ("loop", "h", false),
+            ("starting", "h", false),
         ],
         &["/pods.d/broken.yaml", "/pods.d/held.yaml"],
     );
@@ -105,6 +107,11 @@ fn phases_follow_pods_and_history() {
             ..seen("loop", "u-loop", "h", PodState::Running)
         },
         seen("held", "u-held", "hx", PodState::Running),
+        SeenPod {
+            ready: false,
+            started: false,
+            ..seen("starting", "u-starting", "h", PodState::Running)
+        },
     ];
     let err = ManifestError {
         file: "/pods.d/new.yaml".into(),
@@ -200,7 +207,15 @@ fn phases_follow_pods_and_history() {
     assert_eq!(held.phase, Phase::Running);
     assert_eq!(held.file, "/pods.d/held.yaml");
     assert_eq!(held.last_error.as_ref().unwrap().line, Some(4));
-    assert_eq!(st.len(), 8);
+    // In run/ while its networks are attached, before stage1 started its apps: not
+    // Running yet (apply --wait must not take it for running).
+    let starting = get("starting");
+    assert_eq!(
+        (starting.phase, starting.uuid.as_deref(), starting.ready),
+        (Phase::Pending, Some("u-starting"), false)
+    );
+    assert_eq!(starting.message.as_deref(), Some("starting the pod"));
+    assert_eq!(st.len(), 9);
 }
 
 #[test]
