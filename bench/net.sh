@@ -41,7 +41,8 @@ ip link set lo up
 
 rkt=$PWD/target/release/rkt
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# Collect every pod (cgroups, networks) before the directory goes.
+trap '"$rkt" --dir "$work/data" gc --grace-period=0s >/dev/null 2>&1; rm -rf "$work"' EXIT
 examples/build-busybox-aci.sh "$work/bb.aci" >/dev/null
 flags=(--dir "$work/data" --local-config "$work/etc" --system-config "$work/usr-lib" --insecure-options=image)
 "$rkt" "${flags[@]}" fetch "$work/bb.aci" >/dev/null 2>&1

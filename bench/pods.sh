@@ -9,7 +9,8 @@ runs=${2:-100}
 here=$(cd "$(dirname "$0")/.." && pwd)
 rkt=$here/target/release/rkt
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# Collect the last pod (its cgroups) before the directory goes.
+trap '"$rkt" --dir "$work/data" gc --grace-period=0s >/dev/null 2>&1; rm -rf "$work"' EXIT
 
 "$here/examples/build-busybox-aci.sh" "$work/bb.aci" >/dev/null
 flags=(--dir "$work/data" --local-config "$work/etc" --system-config "$work/usr-lib" --insecure-options=image)

@@ -28,9 +28,29 @@ pub fn rkt_bin() -> PathBuf {
 }
 
 /// A throwaway rkt installation: `--dir`, `--local-config` and `--system-config` under
-/// one temporary directory, removed on drop.
+/// one temporary directory, removed on drop — after every pod still running was
+/// killed and every pod collected (`rkt gc`, which runs `stage1 gc`), so no cgroup,
+/// process or mount of a pod outlives the test, even when it fails.
 pub struct Rkt {
     pub root: tempfile::TempDir,
+}
+
+impl Drop for Rkt {
+    fn drop(&mut self) {
+        if !self.data_dir().join("pods").is_dir() {
+            return;
+        }
+        let out = self.run(["list", "--format=json"]);
+        if let Ok(pods) = serde_json::from_str::<Vec<serde_json::Value>>(&out.stdout()) {
+            for p in pods.iter().filter(|p| p["state"] == "running") {
+                if let Some(uuid) = p["uuid"].as_str() {
+                    let _ = self.run(["stop", "--force", uuid]);
+                    let _ = self.run(["status", "--wait=20s", uuid]);
+                }
+            }
+        }
+        let _ = self.run(["gc", "--grace-period=0s"]);
+    }
 }
 
 impl Default for Rkt {
@@ -261,9 +281,8 @@ pub fn probe_aci(dir: &Path, name: &str) -> PathBuf {
     out
 }
 
-/// A throwaway installation with one image fetched (without signature check). On
-/// drop, every pod still running is killed and everything is collected, so no cgroup
-/// or process outlives the test even when it fails.
+/// A throwaway installation with one image fetched (without signature check); on
+/// drop, its [`Rkt`] kills and collects every pod.
 pub struct Fetched {
     pub rkt: Rkt,
     pub aci: PathBuf,
@@ -274,20 +293,5 @@ impl Fetched {
     pub fn new(rkt: Rkt, aci: PathBuf) -> Fetched {
         rkt.ok(["--insecure-options=image", "fetch", aci.to_str().unwrap()]);
         Fetched { rkt, aci }
-    }
-}
-
-impl Drop for Fetched {
-    fn drop(&mut self) {
-        let out = self.rkt.run(["list", "--format=json"]);
-        if let Ok(pods) = serde_json::from_str::<Vec<serde_json::Value>>(&out.stdout()) {
-            for p in pods.iter().filter(|p| p["state"] == "running") {
-                if let Some(uuid) = p["uuid"].as_str() {
-                    let _ = self.rkt.run(["stop", "--force", uuid]);
-                    let _ = self.rkt.run(["status", "--wait=20s", uuid]);
-                }
-            }
-        }
-        let _ = self.rkt.run(["gc", "--grace-period=0s"]);
     }
 }
