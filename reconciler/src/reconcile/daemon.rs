@@ -268,6 +268,13 @@ impl Reconciler {
             self.pass(true);
             let interrupted = self.wait_idle(None);
             self.pass(false);
+            // The pods it started are spawned; give their stage1 a moment to start
+            // their apps, so the status says Running rather than "starting".
+            let deadline = Instant::now() + ONCE_START_WAIT;
+            while !interrupted && Instant::now() < deadline && self.starting() {
+                thread::sleep(Duration::from_millis(50));
+                self.pass(false);
+            }
             if interrupted && self.opts.stop_pods_on_exit {
                 self.stop_pods();
             }
@@ -395,6 +402,13 @@ impl Reconciler {
             }
         }
         interrupted
+    }
+
+    /// Whether the last status has a pod that is still starting.
+    fn starting(&self) -> bool {
+        self.previous
+            .iter()
+            .any(|p| p.phase == Phase::Pending && p.message.as_deref() == Some(status::STARTING))
     }
 
     fn finish(mut self) -> Summary {
@@ -703,6 +717,9 @@ impl Reconciler {
         ));
     }
 }
+
+/// How long `--once` waits for the pods it started to start their apps.
+const ONCE_START_WAIT: Duration = Duration::from_secs(10);
 
 /// Plugin time one pass may spend on CNI CHECKs; the rest wait for later passes.
 const NET_CHECK_BUDGET: Duration = Duration::from_millis(500);

@@ -287,6 +287,10 @@ fn newest<'a>(pods: impl Iterator<Item = &'a SeenPod>) -> Option<&'a SeenPod> {
 
 /// The status of every manifest pod: the desired ones, and those kept running from
 /// invalid files.
+/// The message of a pod whose directory is in `run/` but whose apps stage1 has not
+/// all started yet.
+pub const STARTING: &str = "starting the pod";
+
 pub fn derive_pods(i: &Inputs) -> Vec<PodStatus> {
     let mut out = Vec::new();
     for (key, wanted) in &i.view.desired.pods {
@@ -353,7 +357,7 @@ pub fn derive_pods(i: &Inputs) -> Vec<PodStatus> {
                 // Its directory is in run/ from the moment its networks are being
                 // attached; it runs once stage1 has started its apps.
                 st.phase = Phase::Pending;
-                st.message = Some("starting the pod".into());
+                st.message = Some(STARTING.into());
             }
         } else if let Some(old) = running_any {
             st.phase = Phase::Running;
