@@ -317,18 +317,8 @@ impl Drop for PodEnv {
 impl PodEnv {
     /// Stop every pod and collect everything (also done on drop).
     pub fn cleanup(&self) {
-        let pods = self.pods();
-        for p in pods.iter().filter(|p| p["state"] == "running") {
-            if let Some(uuid) = p["uuid"].as_str() {
-                let _ = self.rkt.run(["stop", "--force", uuid]);
-            }
-        }
-        for p in pods.iter().filter(|p| p["state"] == "running") {
-            if let Some(uuid) = p["uuid"].as_str() {
-                let _ = self.rkt.run(["status", "--wait=20s", uuid]);
-            }
-        }
-        let _ = self.run(&["gc", "--grace-period=0s", "--expire-prepared=0s"]);
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        self.rkt.collect_pods(&flags);
     }
 }
 

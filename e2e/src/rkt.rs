@@ -37,19 +37,9 @@ pub struct Rkt {
 
 impl Drop for Rkt {
     fn drop(&mut self) {
-        if !self.data_dir().join("pods").is_dir() {
-            return;
+        if self.data_dir().join("pods").is_dir() {
+            self.collect_pods(&[]);
         }
-        let out = self.run(["list", "--format=json"]);
-        if let Ok(pods) = serde_json::from_str::<Vec<serde_json::Value>>(&out.stdout()) {
-            for p in pods.iter().filter(|p| p["state"] == "running") {
-                if let Some(uuid) = p["uuid"].as_str() {
-                    let _ = self.run(["stop", "--force", uuid]);
-                    let _ = self.run(["status", "--wait=20s", uuid]);
-                }
-            }
-        }
-        let _ = self.run(["gc", "--grace-period=0s"]);
     }
 }
 
@@ -66,6 +56,26 @@ impl Rkt {
             .tempdir()
             .expect("create temp root");
         Rkt { root }
+    }
+
+    /// Kill every running pod (all first, then wait for each) and collect every pod,
+    /// prepared ones too. `flags`: global flags for each command (say `--cni-path`).
+    pub fn collect_pods(&self, flags: &[&str]) {
+        let run = |rest: &[&str]| self.run(flags.iter().chain(rest));
+        let out = run(&["list", "--format=json"]);
+        let pods: Vec<serde_json::Value> = serde_json::from_str(&out.stdout()).unwrap_or_default();
+        let running: Vec<&str> = pods
+            .iter()
+            .filter(|p| p["state"] == "running")
+            .filter_map(|p| p["uuid"].as_str())
+            .collect();
+        for uuid in &running {
+            let _ = run(&["stop", "--force", uuid]);
+        }
+        for uuid in &running {
+            let _ = run(&["status", "--wait=20s", uuid]);
+        }
+        let _ = run(&["gc", "--grace-period=0s", "--expire-prepared=0s"]);
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -96,8 +96,8 @@ impl Drop for Daemon {
     }
 }
 
-/// A throwaway installation with the busybox image and a pods dir; on drop every pod
-/// is stopped and removed (after the test's reconcilers are gone).
+/// A throwaway installation with the busybox image and a pods dir; on drop its
+/// [`Rkt`] stops and collects every pod (after the test's reconcilers are gone).
 struct Env {
     rkt: Rkt,
     aci: PathBuf,
@@ -245,39 +245,6 @@ impl Env {
         }
         out.sort();
         out
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Stop and remove every pod of this installation, then let the temp dir go.
-        let Ok(out) = std::process::Command::new(e2e::rkt::rkt_bin())
-            .args(["--dir"])
-            .arg(self.rkt.data_dir())
-            .args(["list", "--format=json"])
-            .output()
-        else {
-            return;
-        };
-        let pods: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        for p in &pods {
-            if p["state"] == "running" {
-                let _ = self
-                    .rkt
-                    .run(["stop", "--force", p["uuid"].as_str().unwrap()]);
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for p in &pods {
-            let uuid = p["uuid"].as_str().unwrap();
-            while Instant::now() < deadline {
-                let r = self.rkt.run(["rm", uuid]);
-                if r.code() == Some(0) || r.stderr().contains("no pod matches") {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
     }
 }
 

@@ -675,6 +675,24 @@ fn find_plugin(net: &NetworkConfig, plugin: &str, path: &CniPath) -> Result<Path
     })
 }
 
+/// One plugin of `net` called as `inv` says, with its configuration from the list
+/// (plus `prevResult` when given): its type, binary and stdout.
+fn call_plugin(
+    net: &NetworkConfig,
+    plugin: &Value,
+    record: &NetRecord,
+    prev: Option<&Value>,
+    inv: &plugin::Invocation<'_>,
+) -> Result<(String, PathBuf, Vec<u8>), NetError> {
+    let ty = config::plugin_type(plugin);
+    let binary = find_plugin(net, &ty, inv.path)?;
+    let conf = plugin_config(net, plugin, &record.capability_args, prev);
+    let stdin = serde_json::to_vec(&conf).unwrap_or_default();
+    let out = plugin::exec(&binary, inv, &stdin, plugin::PLUGIN_TIMEOUT)
+        .map_err(|e| plugin_error(net, &ty, &binary, inv.command, e))?;
+    Ok((ty, binary, out))
+}
+
 /// ADD through every plugin of the network, in order; returns the final raw result
 /// and its parsed form.
 fn add(
@@ -694,17 +712,8 @@ fn add(
     };
     let mut prev: Option<Value> = None;
     for p in net.plugins() {
-        let ty = config::plugin_type(p);
-        let binary = find_plugin(net, &ty, cni_path)?;
-        let conf = plugin_config(
-            net,
-            p,
-            &record.capability_args,
-            prev.as_ref().filter(|_| chaining),
-        );
-        let stdin = serde_json::to_vec(&conf).unwrap_or_default();
-        let out = plugin::exec(&binary, &inv, &stdin, plugin::PLUGIN_TIMEOUT)
-            .map_err(|e| plugin_error(net, &ty, &binary, CniCommand::Add, e))?;
+        let (ty, binary, out) =
+            call_plugin(net, p, record, prev.as_ref().filter(|_| chaining), &inv)?;
         let text = String::from_utf8_lossy(&out);
         if text.trim().is_empty() {
             if prev.is_some() {
@@ -770,15 +779,8 @@ fn del(
     };
     let mut first: Option<NetError> = None;
     for p in net.plugins().iter().rev() {
-        let ty = config::plugin_type(p);
-        let outcome = find_plugin(&net, &ty, &cni_path).and_then(|binary| {
-            let conf = plugin_config(&net, p, &record.capability_args, prev);
-            let stdin = serde_json::to_vec(&conf).unwrap_or_default();
-            plugin::exec(&binary, &inv, &stdin, plugin::PLUGIN_TIMEOUT)
-                .map(|_| ())
-                .map_err(|e| plugin_error(&net, &ty, &binary, CniCommand::Del, e))
-        });
-        if let Err(e) = outcome {
+        if let Err(e) = call_plugin(&net, p, record, prev, &inv) {
+            let ty = config::plugin_type(p);
             tracing::warn!(network = %net.name, plugin = %ty, error = %e, "DEL failed");
             first.get_or_insert(e);
         }
@@ -826,12 +828,7 @@ pub fn check_pod(pod_dir: &Path, fallback: &CniPath) -> Result<(), NetError> {
             path: &cni_path,
         };
         for p in net.plugins() {
-            let ty = config::plugin_type(p);
-            let binary = find_plugin(&net, &ty, &cni_path)?;
-            let conf = plugin_config(&net, p, &record.capability_args, Some(prev));
-            let stdin = serde_json::to_vec(&conf).unwrap_or_default();
-            plugin::exec(&binary, &inv, &stdin, plugin::PLUGIN_TIMEOUT)
-                .map_err(|e| plugin_error(&net, &ty, &binary, CniCommand::Check, e))?;
+            call_plugin(&net, p, record, Some(prev), &inv)?;
         }
     }
     Ok(())

@@ -556,6 +556,11 @@ impl Pods {
         self.bucket_dir(bucket).join(uuid)
     }
 
+    /// Where a running pod's directory is: `<dir>/pods/run/<uuid>`.
+    pub fn running_dir(&self, uuid: &str) -> PathBuf {
+        self.pod_path(Bucket::Run, uuid)
+    }
+
     /// Create a pod: `embryo/` → `prepare/` (exclusively locked while the files are
     /// written) → `prepared/`. Writes `pod` (the manifest), `runtime.json` and an
     /// empty `apps/<app>/` per app.

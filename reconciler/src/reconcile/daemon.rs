@@ -656,7 +656,7 @@ impl Reconciler {
             if due > started || started.elapsed() > NET_CHECK_BUDGET {
                 continue;
             }
-            let dir = self.exec.pods.root().join("run").join(&s.pod.uuid);
+            let dir = self.exec.pods.running_dir(&s.pod.uuid);
             match crate::net::check_pod(&dir, &search) {
                 Ok(()) => {}
                 Err(e) => {
