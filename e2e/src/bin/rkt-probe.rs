@@ -596,6 +596,202 @@ fn io_uring() -> Attempt {
     call("io_uring", "io_uring_setup(1)", rc)
 }
 
+// --- The allowlist profile: calls newer than its table, capability-gated calls,
+// --- terminal injection and vsock. Blocked by the default profile; see
+// --- `docs/stage1.md`, "Seccomp".
+
+/// Linux 6.8's `statmount` and `listmount` (the same numbers on x86_64 and aarch64).
+const SYS_STATMOUNT: libc::c_long = 457;
+const SYS_LISTMOUNT: libc::c_long = 458;
+/// A number past every call the profile knows (its highest is 469).
+const SYS_BEYOND_TABLE: libc::c_long = 470;
+
+/// `struct mnt_id_req`, version 0.
+#[repr(C)]
+struct MntIdReq {
+    size: u32,
+    spare: u32,
+    mnt_id: u64,
+    param: u64,
+}
+
+fn listmount() -> Attempt {
+    let req = MntIdReq {
+        size: 24,
+        spare: 0,
+        mnt_id: u64::MAX, // LSMT_ROOT: the mounts below the caller's root
+        param: 0,
+    };
+    let mut ids = [0u64; 64];
+    // SAFETY: `req` and `ids` are ours; the kernel writes at most 64 ids.
+    let rc = unsafe { libc::syscall(SYS_LISTMOUNT, &req, ids.as_mut_ptr(), ids.len(), 0) };
+    call("listmount", "listmount(LSMT_ROOT)", rc)
+}
+
+fn statmount() -> Attempt {
+    // SAFETY: an all-zero statx is a valid value for the kernel to fill.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let root = cstr("/");
+    // SAFETY: a valid path and a statx buffer of ours.
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            root.as_ptr(),
+            0,
+            libc::STATX_MNT_ID_UNIQUE,
+            &mut stx,
+        )
+    };
+    if rc != 0 {
+        return call("statmount", "statx(/, STATX_MNT_ID_UNIQUE)", rc.into());
+    }
+    let req = MntIdReq {
+        size: 24,
+        spare: 0,
+        mnt_id: stx.stx_mnt_id,
+        param: 1, // STATMOUNT_SB_BASIC
+    };
+    let mut buf = [0u64; 64];
+    // SAFETY: `req` and `buf` are ours; the kernel writes at most 512 bytes.
+    let rc = unsafe { libc::syscall(SYS_STATMOUNT, &req, buf.as_mut_ptr(), 512usize, 0) };
+    call(
+        "statmount",
+        &format!("statmount(root mount {})", stx.stx_mnt_id),
+        rc,
+    )
+}
+
+fn beyond_table() -> Attempt {
+    // SAFETY: no arguments the kernel reads (a kernel that has the call refuses them).
+    let rc = unsafe { libc::syscall(SYS_BEYOND_TABLE, 0, 0, 0, 0) };
+    let mut a = call(
+        "beyond-table",
+        &format!("syscall {SYS_BEYOND_TABLE} (newer than the profile)"),
+        rc,
+    );
+    // ENOSYS is what libc falls back on; anything else got to the kernel.
+    a.blocked = a.errno == Some(libc::ENOSYS);
+    a
+}
+
+/// File handles: the first half of the "shocker" escape (`open_by_handle_at` then
+/// opens any file of the file system by handle, past the app's root).
+fn name_to_handle_at() -> Attempt {
+    let mut tries = Vec::new();
+    for path in ["/", "/dev"] {
+        let mut handle = [0u32; 34]; // struct file_handle with 128 bytes of handle
+        handle[0] = 128;
+        let mut mount_id = 0;
+        let p = cstr(path);
+        // SAFETY: a valid path, a file_handle buffer and an int of ours.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_name_to_handle_at,
+                libc::AT_FDCWD,
+                p.as_ptr(),
+                handle.as_mut_ptr(),
+                &mut mount_id,
+                0,
+            )
+        };
+        tries.push(call(
+            "name_to_handle_at",
+            &format!("name_to_handle_at {path}"),
+            rc,
+        ));
+    }
+    all_of("name_to_handle_at", tries)
+}
+
+/// NUMA memory policy (without CAP_SYS_NICE the profile refuses it).
+fn mempolicy() -> Attempt {
+    // SAFETY: MPOL_DEFAULT with no node mask.
+    let rc = unsafe { libc::syscall(libc::SYS_set_mempolicy, 0, 0, 0) };
+    let mut tries = vec![call("mempolicy", "set_mempolicy(MPOL_DEFAULT)", rc)];
+    // SAFETY: a fresh anonymous page of ours.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if page != libc::MAP_FAILED {
+        // SAFETY: MPOL_DEFAULT on our own page, no node mask.
+        let rc = unsafe { libc::syscall(libc::SYS_mbind, page, 4096, 0, 0, 0, 0) };
+        tries.push(call("mempolicy", "mbind(MPOL_DEFAULT)", rc));
+        // SAFETY: unmapping the page just mapped.
+        unsafe { libc::munmap(page, 4096) };
+    }
+    all_of("mempolicy", tries)
+}
+
+/// Take a descriptor out of a process (here our own: CAP_SYS_PTRACE-gated).
+fn pidfd_getfd() -> Attempt {
+    // SAFETY: our own pid, no flags.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, std::process::id(), 0) };
+    if pidfd < 0 {
+        return call("pidfd_getfd", "pidfd_open(self)", pidfd);
+    }
+    // SAFETY: duplicates our own pidfd into a new descriptor, closed below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, pidfd, 0) };
+    // SAFETY: closing descriptors we own.
+    unsafe {
+        if fd >= 0 {
+            libc::close(fd as i32);
+        }
+        libc::close(pidfd as i32);
+    }
+    call("pidfd_getfd", "pidfd_getfd(self, pidfd)", fd)
+}
+
+fn vsock() -> Attempt {
+    // SAFETY: socket with scalar arguments; closed right away.
+    let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd >= 0 {
+        // SAFETY: closing the socket just made.
+        unsafe { libc::close(fd) };
+    }
+    call("vsock", "socket(AF_VSOCK)", fd.into())
+}
+
+/// Type a character into a terminal (TIOCSTI): a new pty made our controlling
+/// terminal, as the terminal a pod is started from is the app's.
+fn tiocsti() -> Attempt {
+    in_child("tiocsti", || {
+        let ptmx = cstr("/dev/ptmx");
+        // SAFETY: a valid path; the descriptors opened here die with the child.
+        let master = unsafe { libc::open(ptmx.as_ptr(), libc::O_RDWR | libc::O_NOCTTY) };
+        if master < 0 {
+            return call("tiocsti", "open /dev/ptmx", -1);
+        }
+        let unlock: libc::c_int = 0;
+        // SAFETY: ioctls on our own pty with arguments of ours.
+        let slave = unsafe {
+            libc::ioctl(master, libc::TIOCSPTLCK, &unlock);
+            libc::ioctl(master, libc::TIOCGPTPEER, libc::O_RDWR)
+        };
+        if slave < 0 {
+            return call("tiocsti", "TIOCGPTPEER", -1);
+        }
+        // SAFETY: a new session in this child, then the pty as its terminal.
+        let rc = unsafe {
+            libc::setsid();
+            libc::ioctl(slave, libc::TIOCSCTTY, 0)
+        };
+        if rc != 0 {
+            return call("tiocsti", "TIOCSCTTY", -1);
+        }
+        let c = b'x';
+        // SAFETY: TIOCSTI reads one byte of ours.
+        let rc = unsafe { libc::ioctl(slave, libc::TIOCSTI, &c) };
+        call("tiocsti", "ioctl(TIOCSTI) on our terminal", rc.into())
+    })
+}
+
 type AttemptFn = fn() -> Attempt;
 
 /// Every escape attempt, by name. The first group needs no seccomp filter to be
@@ -618,6 +814,15 @@ const ATTEMPTS: &[(&str, AttemptFn)] = &[
     ("init_module", init_module),
     ("bpf", bpf),
     ("io_uring", io_uring),
+    // The allowlist profile (see the block above).
+    ("listmount", listmount),
+    ("statmount", statmount),
+    ("beyond-table", beyond_table),
+    ("name_to_handle_at", name_to_handle_at),
+    ("mempolicy", mempolicy),
+    ("pidfd_getfd", pidfd_getfd),
+    ("vsock", vsock),
+    ("tiocsti", tiocsti),
 ];
 
 fn escape(names: &[String]) -> Value {
