@@ -1775,7 +1775,9 @@ pub(crate) mod tests {
     }
 
     /// A `security.capability` value: revision 2, effective, `CAP_NET_BIND_SERVICE`.
-    const FILE_CAP: &[u8] = &[0x01, 0, 0, 0x02, 0x00, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    const FILE_CAP: &[u8] = &[
+        0x01, 0, 0, 0x02, 0x00, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
 
     fn xattr_names(path: &Path) -> Vec<String> {
         let mut buf = vec![0u8; 4096];

@@ -116,7 +116,17 @@ mod tests {
         let p: InsecureOptions = "image-privileges".parse().unwrap();
         assert!(p.image_privileges && !p.capabilities && !p.image);
         assert_eq!(p.to_string(), "image-privileges");
-        assert!("all-run".parse::<InsecureOptions>().unwrap().image_privileges);
-        assert!(!"all-fetch".parse::<InsecureOptions>().unwrap().image_privileges);
+        assert!(
+            "all-run"
+                .parse::<InsecureOptions>()
+                .unwrap()
+                .image_privileges
+        );
+        assert!(
+            !"all-fetch"
+                .parse::<InsecureOptions>()
+                .unwrap()
+                .image_privileges
+        );
     }
 }

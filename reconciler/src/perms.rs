@@ -267,11 +267,17 @@ mod tests {
         assert_eq!(mode(&cas), 0o500);
         for loose in [0o755, 0o750, 0o701, 0o1777, 0o2770] {
             chmod(&cas, loose);
-            let t = private_dir(&cas, "image store").unwrap().expect("tightened");
+            let t = private_dir(&cas, "image store")
+                .unwrap()
+                .expect("tightened");
             assert_eq!(mode(&cas), loose & 0o700, "from {loose:o}");
             assert_eq!(t.path, cas);
             assert_eq!(t.was, format!("mode {loose:04o}"));
-            assert!(t.to_string().contains("(image store) was open to other users"), "{t}");
+            assert!(
+                t.to_string()
+                    .contains("(image store) was open to other users"),
+                "{t}"
+            );
         }
         // Through a symlink, the target is closed.
         let real = tmp.path().join("real-pods");

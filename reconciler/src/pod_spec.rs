@@ -429,12 +429,8 @@ fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecErr
     } else {
         DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
     };
-    let (iso, dropped) = image_isolators(
-        &name,
-        &image_app,
-        &defaults,
-        opts.insecure.image_privileges,
-    )?;
+    let (iso, dropped) =
+        image_isolators(&name, &image_app, &defaults, opts.insecure.image_privileges)?;
     for d in &dropped {
         tracing::warn!("SECURITY: app {name}: image {image_name}: {d}");
     }
@@ -957,7 +953,12 @@ mod tests {
             {"name": "os/linux/seccomp-remove-set", "value": {"set": ["@all"]}}
         ]);
         // Defaults: the retain set is cut down to the default set; no_new_privs stays.
-        let app = app_with(r.path(), hostile(greedy.clone()), "none", AppArgs::default());
+        let app = app_with(
+            r.path(),
+            hostile(greedy.clone()),
+            "none",
+            AppArgs::default(),
+        );
         assert_eq!(app.capabilities, ["CAP_CHOWN", "CAP_KILL"]);
         assert!(app.no_new_privileges);
         assert_eq!(app.seccomp, Seccomp::Default);
@@ -1029,7 +1030,12 @@ mod tests {
             {"name": "resource/memory", "value": {"limit": "64Mi"}},
             {"name": "resource/cpu", "value": {"limit": "500m"}}
         ]);
-        let app = app_with(r.path(), hostile(narrow.clone()), "none", AppArgs::default());
+        let app = app_with(
+            r.path(),
+            hostile(narrow.clone()),
+            "none",
+            AppArgs::default(),
+        );
         assert_eq!(app.capabilities, ["CAP_CHOWN", "CAP_SETUID"]);
         assert!(app.no_new_privileges);
         assert_eq!(app.memory_limit_bytes, Some(64 << 20));

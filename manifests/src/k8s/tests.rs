@@ -2104,7 +2104,10 @@ fn image_privileges_annotation() {
     };
     let allowed = one_pod(&with("allow"));
     assert!(allowed.image_privileges);
-    assert_ne!(allowed.spec_hash, plain.spec_hash, "allowing changes what runs");
+    assert_ne!(
+        allowed.spec_hash, plain.spec_hash,
+        "allowing changes what runs"
+    );
     let denied = one_pod(&with("deny"));
     assert!(!denied.image_privileges);
     assert_eq!(denied.spec_hash, plain.spec_hash, "the default written out");
