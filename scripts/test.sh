@@ -31,6 +31,11 @@ else
     echo "test result: FAILED. 0 passed; 1 failed" >>/tmp/rkt-test-$$.log
     status=1
 fi
+# The escape suites' figures, summed (each test prints its own line too).
+for suite in security hostile; do
+    grep -Eo "^(test [^ ]+ \.\.\. )?${suite} [^:]+: escapes attempted: [0-9]+, blocked: [0-9]+" /tmp/rkt-test-$$.log |
+        awk -v s="$suite" -F'attempted: |, blocked: ' '{a+=$2; b+=$3} END {if (a) printf "%s suite: escapes attempted: %d, blocked: %d\n", s, a, b}'
+done
 passed=$(grep -Eo '[0-9]+ passed' /tmp/rkt-test-$$.log | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' /tmp/rkt-test-$$.log | awk '{s+=$1} END {print s+0}')
 ignored=$(grep -Eo '[0-9]+ ignored' /tmp/rkt-test-$$.log | awk '{s+=$1} END {print s+0}')

@@ -7,7 +7,8 @@
 //!   `meta l4proto . th dport vmap`), so a packet costs one hash lookup however
 //!   many containers exist, and unrelated pods add no rules to anyone's path.
 //!   The iptables equivalent is a linear list of jumps.
-//! - Our tables (`inet rkt_cni_masq`, `inet rkt_cni_hostport`) are ours alone;
+//! - Our tables (`inet rkt_cni_masq`, `inet rkt_cni_hostport`, `inet rkt_cni_localnet`)
+//!   are ours alone;
 //!   they coexist with iptables-nft rules (other tables, other priorities).
 //! - The kernel netlink API for nftables is large; the `nft` binary (Debian
 //!   package `nftables`) is the stable interface, like the reference plugins use
@@ -19,7 +20,7 @@
 //! DEL removes the map elements that jump to the container's chain and then the
 //! chain, so nothing of the container remains.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ pub enum FirewallError {
     },
     #[error("unsupported protocol {protocol:?} in port mapping (tcp, udp or sctp)")]
     Protocol { protocol: String },
+    #[error("interface name {name:?} cannot be written into an nftables rule")]
+    Interface { name: String },
     #[error("host port {port}/{protocol} is already mapped to another container (chain {chain})")]
     PortInUse {
         port: u16,
@@ -142,9 +145,13 @@ fn apply(op: &str, script: &str) -> Result<(), FirewallError> {
 /// What one of our tables holds, as far as we care.
 #[derive(Debug, Default)]
 struct TableState {
+    /// Whether the table exists at all.
+    exists: bool,
     chains: BTreeSet<String>,
     /// (map name, element key in nft syntax, jump target chain)
     elements: Vec<(String, String, String)>,
+    /// set name -> its elements in nft syntax
+    sets: BTreeMap<String, Vec<String>>,
 }
 
 impl TableState {
@@ -166,7 +173,10 @@ impl TableState {
             table: table.to_string(),
             source,
         })?;
-        let mut state = TableState::default();
+        let mut state = TableState {
+            exists: true,
+            ..TableState::default()
+        };
         let items = json
             .get("nftables")
             .and_then(Value::as_array)
@@ -176,6 +186,18 @@ impl TableState {
             if let Some(chain) = item.get("chain") {
                 if let Some(name) = chain.get("name").and_then(Value::as_str) {
                     state.chains.insert(name.to_string());
+                }
+            }
+            if let Some(set) = item.get("set") {
+                if let Some(name) = set.get("name").and_then(Value::as_str) {
+                    let elems = set
+                        .get("elem")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(key_syntax)
+                        .collect();
+                    state.sets.insert(name.to_string(), elems);
                 }
             }
             let Some(map) = item.get("map") else { continue };
@@ -492,6 +514,268 @@ pub fn check_hostports(
     Ok(problems)
 }
 
+// ---------------------------------------------------------------- host loopback
+
+/// The table that keeps the host's loopback private while `route_localnet` is on.
+///
+/// Host ports answer on `127.0.0.1` too: the host's own connection is DNATed to
+/// the pod and masqueraded, and its replies, turned back into packets to
+/// `127.0.0.1`, arrive on the pod's bridge. The kernel drops packets to
+/// 127.0.0.0/8 arriving on any interface but `lo` (martians) unless
+/// `route_localnet` is on for that interface, so portmap turns it on. That also
+/// lets anything on the bridge (a pod with `CAP_NET_RAW`, say) send packets to
+/// `127.0.0.1` of the host and reach services listening on the host's loopback
+/// only (CVE-2020-8558). This table's `input` chain drops such packets unless
+/// conntrack says they were DNATed.
+///
+/// It is created by the first ADD that turns `route_localnet` on (before it is
+/// turned on) and removed by the DEL that leaves no container with host ports
+/// (after `route_localnet` is turned back off on the interfaces portmap turned
+/// it on for, recorded in the set `ifaces`). ADD and DEL do not lock each other
+/// out: every ADD writes a fresh `epoch`, and DEL's removal deletes the epoch it
+/// read in the same transaction, so it fails (and DEL gives `route_localnet`
+/// back) when an ADD came in between.
+pub const LOCALNET_TABLE: &str = "rkt_cni_localnet";
+/// The guard's base chain (filter, input hook).
+pub const LOCALNET_CHAIN: &str = "input";
+
+/// The base chains of [`HOSTPORT_TABLE`]; every other chain there belongs to
+/// one container.
+const HOSTPORT_BASE_CHAINS: [&str; 3] = ["prerouting", "output", "postrouting"];
+
+/// The guard's rules, written as `nft list` prints them (CHECK compares them).
+/// Packets to 127.0.0.0/8 that came in on another interface than `lo` pass only
+/// when their connection was DNATed (replies of host port connections made from
+/// the host's own 127.0.0.1); the rest, untracked packets included (a `ct`
+/// match fails on them), is dropped and counted.
+pub fn localnet_guard_rules() -> [&'static str; 2] {
+    [
+        r#"iif != "lo" ip daddr 127.0.0.0/8 ct status dnat accept"#,
+        r#"iif != "lo" ip daddr 127.0.0.0/8 counter drop"#,
+    ]
+}
+
+/// An interface name as an nft string, or an error if it cannot be one safely.
+fn nft_ifname(name: &str) -> Result<String, FirewallError> {
+    let ok = !name.is_empty()
+        && name.len() < 16
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-@+:".contains(&b));
+    if ok {
+        Ok(format!("\"{name}\""))
+    } else {
+        Err(FirewallError::Interface {
+            name: name.to_string(),
+        })
+    }
+}
+
+/// The batch that (re)writes the guard, replaces the epoch with `epoch`, and
+/// records `record` (an interface whose `route_localnet` is about to be turned on).
+fn localnet_setup_script(epoch: u32, record: Option<&str>) -> Result<String, FirewallError> {
+    let t = LOCALNET_TABLE;
+    let c = LOCALNET_CHAIN;
+    let mut s = String::new();
+    s += &format!("add table inet {t}\n");
+    s += &format!("add set inet {t} ifaces {{ type ifname; }}\n");
+    s += &format!("add set inet {t} epoch {{ type mark; }}\n");
+    s += &format!(
+        "add chain inet {t} {c} {{ type filter hook input priority filter; policy accept; }}\n"
+    );
+    s += &format!("flush chain inet {t} {c}\n");
+    for rule in localnet_guard_rules() {
+        s += &format!("add rule inet {t} {c} {rule}\n");
+    }
+    s += &format!("flush set inet {t} epoch\n");
+    s += &format!("add element inet {t} epoch {{ {epoch:#x} }}\n");
+    if let Some(iface) = record {
+        s += &format!("add element inet {t} ifaces {{ {} }}\n", nft_ifname(iface)?);
+    }
+    Ok(s)
+}
+
+/// The batch that removes the guard if its epoch is still `epoch` (`None`: a
+/// guard without one, which no ADD of this plugin wrote, goes as it is).
+fn localnet_removal_script(epoch: Option<u32>) -> String {
+    let t = LOCALNET_TABLE;
+    let mut s = String::new();
+    if let Some(epoch) = epoch {
+        s += &format!("delete element inet {t} epoch {{ {epoch:#x} }}\n");
+    }
+    s += &format!("delete table inet {t}\n");
+    s
+}
+
+/// An epoch different from every one in `old`.
+fn fresh_epoch(old: &[u32]) -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+        .unwrap_or(0);
+    let mut epoch = nanos ^ std::process::id().rotate_left(16);
+    while old.contains(&epoch) {
+        epoch = epoch.wrapping_add(1);
+    }
+    epoch
+}
+
+/// What the guard table holds.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LocalnetGuard {
+    /// Whether the table exists.
+    pub present: bool,
+    /// Interfaces whose `route_localnet` portmap turned on.
+    pub ifaces: Vec<String>,
+    /// The epoch written by the last ADD.
+    pub epoch: Option<u32>,
+}
+
+impl LocalnetGuard {
+    pub fn read() -> Result<Self, FirewallError> {
+        let state = TableState::read(LOCALNET_TABLE)?;
+        Ok(Self::from_state(&state))
+    }
+
+    fn from_state(state: &TableState) -> Self {
+        let set = |name: &str| state.sets.get(name).cloned().unwrap_or_default();
+        LocalnetGuard {
+            present: state.exists,
+            ifaces: set("ifaces"),
+            epoch: set("epoch").iter().find_map(|e| parse_u32(e)),
+        }
+    }
+}
+
+fn parse_u32(s: &str) -> Option<u32> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// Put the guard in place (or repair it) before `route_localnet` goes on;
+/// `record` is the interface this call is about to turn it on for, if it was off.
+pub fn setup_localnet_guard(record: Option<&str>) -> Result<(), FirewallError> {
+    let record = record.map(|i| nft_ifname(i).map(|_| i)).transpose()?;
+    transact(LOCALNET_TABLE, "guard the host's loopback", |state| {
+        let old: Vec<u32> = LocalnetGuard::from_state(state).epoch.into_iter().collect();
+        localnet_setup_script(fresh_epoch(&old), record).map(Some)
+    })
+}
+
+/// The outcome of [`remove_localnet_guard`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardRemoval {
+    /// The guard is gone.
+    Removed,
+    /// An ADD wrote a new epoch since it was read: the guard stays.
+    Raced,
+}
+
+/// Remove the guard if no ADD came in since `epoch` was read.
+pub fn remove_localnet_guard(epoch: Option<u32>) -> Result<GuardRemoval, FirewallError> {
+    match apply(
+        "remove the host loopback guard",
+        &localnet_removal_script(epoch),
+    ) {
+        Ok(()) => Ok(GuardRemoval::Removed),
+        Err(e) => {
+            let now = LocalnetGuard::read()?;
+            if !now.present {
+                Ok(GuardRemoval::Removed)
+            } else if now.epoch != epoch {
+                Ok(GuardRemoval::Raced)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Whether the guard is in place, exactly as [`setup_localnet_guard`] writes it.
+pub fn check_localnet_guard() -> Result<Vec<String>, FirewallError> {
+    let listing = match nft(
+        "list the host loopback guard",
+        &["list", "chain", "inet", LOCALNET_TABLE, LOCALNET_CHAIN],
+        None,
+    ) {
+        Ok(out) => String::from_utf8_lossy(&out).into_owned(),
+        Err(FirewallError::Nft { stderr, .. }) if stderr.contains("No such file or directory") => {
+            return Ok(vec![format!(
+                "the host loopback guard (chain {LOCALNET_CHAIN} of table inet {LOCALNET_TABLE}) is missing"
+            )])
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(guard_problems(&listing))
+}
+
+/// Differences between a `nft list chain` listing of the guard and what it must be.
+fn guard_problems(listing: &str) -> Vec<String> {
+    let mut hooked = false;
+    let mut rules = Vec::new();
+    for line in listing.lines().map(str::trim) {
+        if line.is_empty()
+            || line == "}"
+            || line.starts_with("table ")
+            || line.starts_with("chain ")
+        {
+            continue;
+        }
+        if line.starts_with("type ") {
+            hooked = line == "type filter hook input priority filter; policy accept;";
+            continue;
+        }
+        rules.push(without_counter_values(line));
+    }
+    let want: Vec<String> = localnet_guard_rules()
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    let mut problems = Vec::new();
+    if !hooked {
+        problems.push(format!(
+            "chain {LOCALNET_CHAIN} of table inet {LOCALNET_TABLE} is not a filter chain on the input hook accepting by default"
+        ));
+    }
+    if rules != want {
+        problems.push(format!(
+            "the host loopback guard has rules {rules:?}, not {want:?}"
+        ));
+    }
+    problems
+}
+
+/// `counter packets 3 bytes 180 drop` -> `counter drop`.
+fn without_counter_values(rule: &str) -> String {
+    let words: Vec<&str> = rule.split_whitespace().collect();
+    let mut out = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        out.push(words[i]);
+        if words[i] == "counter"
+            && words.get(i + 1) == Some(&"packets")
+            && words.get(i + 3) == Some(&"bytes")
+        {
+            i += 5;
+        } else {
+            i += 1;
+        }
+    }
+    out.join(" ")
+}
+
+/// How many containers have host ports (a chain of their own in [`HOSTPORT_TABLE`]).
+pub fn hostport_users() -> Result<usize, FirewallError> {
+    let state = TableState::read(HOSTPORT_TABLE)?;
+    Ok(state
+        .chains
+        .iter()
+        .filter(|c| !HOSTPORT_BASE_CHAINS.contains(&c.as_str()))
+        .count())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,6 +865,122 @@ mod tests {
                 setup_hostports(&b, &bad, &[], opts),
                 Err(FirewallError::Protocol { .. })
             ));
+        });
+    }
+
+    #[test]
+    fn localnet_guard_drops_what_was_not_dnated() {
+        let [pass, drop] = localnet_guard_rules();
+        for rule in [pass, drop] {
+            assert!(
+                rule.starts_with(r#"iif != "lo" ip daddr 127.0.0.0/8 "#),
+                "{rule}"
+            );
+        }
+        assert!(pass.ends_with("ct status dnat accept"), "{pass}");
+        assert!(drop.ends_with("drop") && !drop.contains("ct "), "{drop}");
+    }
+
+    #[test]
+    fn localnet_setup_guards_before_recording_the_interface() {
+        let s = localnet_setup_script(0x1234, Some("rkt0")).unwrap();
+        let lines: Vec<&str> = s.lines().collect();
+        let at = |needle: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no {needle:?} in\n{s}"))
+        };
+        assert!(s.contains(
+            "add chain inet rkt_cni_localnet input { type filter hook input priority filter; policy accept; }"
+        ));
+        let flush = at("flush chain inet rkt_cni_localnet input");
+        let pass = at("ct status dnat accept");
+        let drop = at("counter drop");
+        let record = at(r#"add element inet rkt_cni_localnet ifaces { "rkt0" }"#);
+        assert!(flush < pass && pass < drop && drop < record, "{s}");
+        assert!(at("flush set inet rkt_cni_localnet epoch") < at("epoch { 0x1234 }"));
+        let plain = localnet_setup_script(7, None).unwrap();
+        assert!(
+            !plain.contains("ifaces {  }")
+                && !plain.contains("add element inet rkt_cni_localnet ifaces")
+        );
+        for bad in ["", "a b", "x\"y", "0123456789abcdef", "eth0;flush"] {
+            assert!(
+                matches!(
+                    localnet_setup_script(1, Some(bad)),
+                    Err(FirewallError::Interface { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn localnet_removal_is_conditional_on_the_epoch() {
+        assert_eq!(
+            localnet_removal_script(Some(0xab)),
+            "delete element inet rkt_cni_localnet epoch { 0xab }\ndelete table inet rkt_cni_localnet\n"
+        );
+        assert_eq!(
+            localnet_removal_script(None),
+            "delete table inet rkt_cni_localnet\n"
+        );
+        let e = fresh_epoch(&[]);
+        assert_ne!(fresh_epoch(&[e, e.wrapping_add(1)]), e);
+        assert_eq!(parse_u32("4660"), Some(0x1234));
+        assert_eq!(parse_u32("0x00001234"), Some(0x1234));
+    }
+
+    #[test]
+    fn localnet_check_compares_the_listing() {
+        let good = "table inet rkt_cni_localnet {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tiif != \"lo\" ip daddr 127.0.0.0/8 ct status dnat accept\n\t\tiif != \"lo\" ip daddr 127.0.0.0/8 counter packets 3 bytes 180 drop\n\t}\n}\n";
+        assert_eq!(guard_problems(good), Vec::<String>::new());
+        let no_drop = good.replace(
+            "\t\tiif != \"lo\" ip daddr 127.0.0.0/8 counter packets 3 bytes 180 drop\n",
+            "",
+        );
+        assert_eq!(guard_problems(&no_drop).len(), 1, "{no_drop}");
+        let bypass = good.replace(
+            "policy accept;\n",
+            "policy accept;\n\t\tip saddr 172.16.28.0/24 accept\n",
+        );
+        assert_eq!(guard_problems(&bypass).len(), 1);
+        let hook = good.replace("hook input", "hook output");
+        assert_eq!(guard_problems(&hook).len(), 1);
+        assert_eq!(
+            without_counter_values("counter packets 0 bytes 0 drop"),
+            "counter drop"
+        );
+    }
+
+    #[test]
+    fn localnet_guard_setup_check_race_and_removal() {
+        private_netns(|| {
+            assert!(!LocalnetGuard::read().unwrap().present);
+            assert_eq!(check_localnet_guard().unwrap().len(), 1);
+            setup_localnet_guard(Some("rkt0")).unwrap();
+            setup_localnet_guard(None).unwrap();
+            let g = LocalnetGuard::read().unwrap();
+            assert!(g.present);
+            assert_eq!(g.ifaces, vec!["rkt0".to_string()]);
+            assert!(check_localnet_guard().unwrap().is_empty());
+
+            // Tampering is seen by CHECK and repaired by the next ADD.
+            apply("tamper", "flush chain inet rkt_cni_localnet input\n").unwrap();
+            assert_eq!(check_localnet_guard().unwrap().len(), 1);
+            setup_localnet_guard(None).unwrap();
+            assert!(check_localnet_guard().unwrap().is_empty());
+
+            // A DEL that read the epoch before an ADD came in leaves the guard.
+            let stale = LocalnetGuard::read().unwrap().epoch;
+            setup_localnet_guard(None).unwrap();
+            assert_eq!(remove_localnet_guard(stale).unwrap(), GuardRemoval::Raced);
+            assert!(check_localnet_guard().unwrap().is_empty());
+            let now = LocalnetGuard::read().unwrap().epoch;
+            assert_eq!(remove_localnet_guard(now).unwrap(), GuardRemoval::Removed);
+            assert!(!LocalnetGuard::read().unwrap().present);
+            assert_eq!(remove_localnet_guard(now).unwrap(), GuardRemoval::Removed);
         });
     }
 }

@@ -142,7 +142,10 @@ pub fn cmd_add(args: &CmdArgs, conf: &NetConf) -> Result<CniResult, CniError> {
     if opts.snat {
         if let Some(v4) = ips.iter().find(|ip| ip.is_ipv4()) {
             if let Err(e) = enable_localnet_routing(v4.addr) {
-                return Err(match firewall::teardown_hostports(&chain) {
+                let cleanup = firewall::teardown_hostports(&chain)
+                    .map_err(CniError::from)
+                    .and_then(|()| release_localnet_routing());
+                return Err(match cleanup {
                     Ok(()) => e,
                     Err(cleanup) => e.also(format!("cleanup also failed: {cleanup}")),
                 });
@@ -152,33 +155,96 @@ pub fn cmd_add(args: &CmdArgs, conf: &NetConf) -> Result<CniResult, CniError> {
     Ok(prev)
 }
 
-/// Let DNATed `127.0.0.1` traffic leave through the interface towards the pod
-/// (and the replies come back on it): `route_localnet` on that interface.
-fn enable_localnet_routing(pod: IpAddr) -> Result<(), CniError> {
+/// The host interface towards `pod`, if any.
+fn host_interface(pod: IpAddr) -> Result<Option<String>, CniError> {
     let mut nl = Netlink::open()?;
     let Some(index) = nl.route_get(pod)? else {
+        return Ok(None);
+    };
+    Ok(nl.link_by_index(index)?.map(|link| link.name))
+}
+
+fn route_localnet(iface: &str) -> [&str; 5] {
+    ["net", "ipv4", "conf", iface, "route_localnet"]
+}
+
+/// Let DNATed `127.0.0.1` traffic leave through the interface towards the pod
+/// (and the replies come back on it): `route_localnet` on that interface, with
+/// the host's loopback guarded first (see [`firewall::LOCALNET_TABLE`]).
+fn enable_localnet_routing(pod: IpAddr) -> Result<(), CniError> {
+    let Some(iface) = host_interface(pod)? else {
         return Ok(());
     };
-    let Some(link) = nl.link_by_index(index)? else {
-        return Ok(());
-    };
-    sysctl::ensure(&["net", "ipv4", "conf", &link.name, "route_localnet"], "1")?;
+    let was_on = sysctl::read(&route_localnet(&iface))? == "1";
+    // An interface that had it on already is left as it was found on DEL.
+    firewall::setup_localnet_guard((!was_on).then_some(iface.as_str()))?;
+    sysctl::ensure(&route_localnet(&iface), "1")?;
+    Ok(())
+}
+
+/// When no container has host ports any more: `route_localnet` off again where
+/// portmap turned it on, then the guard removed. If an ADD comes in meanwhile,
+/// the guard stays and `route_localnet` is given back.
+fn release_localnet_routing() -> Result<(), CniError> {
+    for _ in 0..4 {
+        let guard = firewall::LocalnetGuard::read()?;
+        if !guard.present || firewall::hostport_users()? > 0 {
+            return Ok(());
+        }
+        let mut turned_off = Vec::new();
+        let mut result = Ok(());
+        for iface in &guard.ifaces {
+            match sysctl::read(&route_localnet(iface)) {
+                Ok(v) if v == "1" => match sysctl::write(&route_localnet(iface), "0") {
+                    Ok(()) => turned_off.push(iface.clone()),
+                    Err(e) => {
+                        result = Err(CniError::from(e));
+                        break;
+                    }
+                },
+                // Off already, or the interface is gone.
+                _ => {}
+            }
+        }
+        let removal = result
+            .and_then(|()| firewall::remove_localnet_guard(guard.epoch).map_err(CniError::from));
+        if !matches!(removal, Ok(firewall::GuardRemoval::Removed)) {
+            // Nothing may stay open without the guard: give back what was taken.
+            for iface in &turned_off {
+                sysctl::write(&route_localnet(iface), "1")?;
+            }
+        }
+        match removal {
+            Ok(firewall::GuardRemoval::Removed) => return Ok(()),
+            Ok(firewall::GuardRemoval::Raced) => continue,
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }
 
 pub fn cmd_del(args: &CmdArgs, conf: &NetConf) -> Result<(), CniError> {
     PortmapConfig::from_net_conf(conf)?;
     firewall::teardown_hostports(&chain(conf, args))?;
-    Ok(())
+    release_localnet_routing()
 }
 
 pub fn cmd_check(args: &CmdArgs, conf: &NetConf) -> Result<(), CniError> {
-    PortmapConfig::from_net_conf(conf)?;
+    let pc = PortmapConfig::from_net_conf(conf)?;
     let mappings = port_mappings(conf)?;
     if mappings.is_empty() {
         return Ok(());
     }
-    let problems = firewall::check_hostports(&chain(conf, args), &mappings)?;
+    let mut problems = firewall::check_hostports(&chain(conf, args), &mappings)?;
+    let v4 = conf
+        .prev_result()?
+        .map(|prev| pod_ips(&prev))
+        .unwrap_or_default()
+        .into_iter()
+        .any(|ip| ip.is_ipv4());
+    if pc.options().snat && v4 {
+        problems.extend(firewall::check_localnet_guard()?);
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -233,5 +299,66 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(pod_ips(&prev), vec!["10.1.0.5/16".parse().unwrap()]);
+    }
+
+    /// Two containers behind `pm0` (route_localnet off) and one behind `pm1`
+    /// (on already): the guard comes with the first, stays while any container
+    /// has host ports, and goes with the last, leaving each interface as found.
+    #[test]
+    fn route_localnet_is_guarded_while_on_and_given_back() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: needs root");
+            return;
+        }
+        e2e::netns::in_new_netns(|| {
+            use e2e::netns::sh;
+            sh("ip link add pm0 type veth peer name pm0p && ip addr add 10.66.0.1/24 dev pm0 \
+                && ip link add pm1 type veth peer name pm1p && ip addr add 10.67.0.1/24 dev pm1 \
+                && ip link set pm0 up && ip link set pm0p up && ip link set pm1 up && ip link set pm1p up");
+            sysctl::write(&route_localnet("pm1"), "1").unwrap();
+            let on = |i: &str| sysctl::read(&route_localnet(i)).unwrap() == "1";
+            let base = PortMapping {
+                host_port: 8080,
+                container_port: 80,
+                protocol: "tcp".into(),
+                host_ip: None,
+            };
+            let opts = HostportOptions {
+                snat: true,
+                mark_bit: 13,
+            };
+            let add = |name: &str, port: u16, ip: &str| {
+                let chain = firewall::chain_name("dn", "n", name, "eth0");
+                let m = vec![PortMapping {
+                    host_port: port,
+                    ..base.clone()
+                }];
+                let ip: IpNet = ip.parse().unwrap();
+                firewall::setup_hostports(&chain, &m, &[ip], opts).unwrap();
+                enable_localnet_routing(ip.addr).unwrap();
+                chain
+            };
+            let del = |chain: &str| {
+                firewall::teardown_hostports(chain).unwrap();
+                release_localnet_routing().unwrap();
+            };
+            let a = add("a", 8080, "10.66.0.2/24");
+            assert!(on("pm0"));
+            assert!(firewall::check_localnet_guard().unwrap().is_empty());
+            let b = add("b", 8081, "10.66.0.3/24");
+            let c = add("c", 8082, "10.67.0.2/24");
+            let guard = firewall::LocalnetGuard::read().unwrap();
+            assert_eq!(guard.ifaces, vec!["pm0".to_string()], "pm1 was on already");
+            del(&a);
+            del(&c);
+            assert!(on("pm0") && on("pm1"));
+            assert!(firewall::check_localnet_guard().unwrap().is_empty());
+            del(&b);
+            assert!(!on("pm0"), "turned off again where portmap turned it on");
+            assert!(on("pm1"), "left on where it was on before");
+            assert!(!firewall::LocalnetGuard::read().unwrap().present);
+            // DEL again (the runtime retries): nothing to do.
+            del(&b);
+        });
     }
 }

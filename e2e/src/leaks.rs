@@ -21,8 +21,10 @@
 //!   attachments, **IP leases** under `/var/lib/cni/networks/*` not held by a live
 //!   pod, and **NAT rules** (`nft list ruleset`, `iptables-save`) naming an address
 //!   ever leased to a pod of this installation that is not live, or per-pod masquerade
-//!   chains beyond the live attachments. Outside a test host only leases naming a pod
-//!   of this installation are looked at.
+//!   chains beyond the live attachments; the portmap plugin's host loopback guard
+//!   (`inet rkt_cni_localnet`) when no container has host ports, and
+//!   `route_localnet` on for an interface without that guard. Outside a test host
+//!   only leases naming a pod of this installation are looked at.
 //!
 //! A pod of this installation is any UUID ever seen under `<dir>/pods/`: a watcher
 //! thread records them every few milliseconds from [`LeakCheck::new`] on (a pod lives
@@ -57,7 +59,7 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// One thing left behind.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Leak {
-    /// `pod dir`, `mount`, `cgroup`, `process`, `veth`, `lease`, `nat rule`.
+    /// `pod dir`, `mount`, `cgroup`, `process`, `veth`, `lease`, `nat rule`, `firewall`, `sysctl`.
     pub kind: &'static str,
     pub detail: String,
 }
@@ -391,6 +393,7 @@ impl LeakCheck {
                 .lines()
                 .filter_map(|l| l.trim().strip_prefix("chain masq-"))
                 .collect();
+            leaks.extend(localnet_leaks(&rules, &route_localnet_on()));
             if masq_chains.len() > attachments {
                 leaks.push(Leak {
                     kind: "nat rule",
@@ -601,6 +604,59 @@ fn output_of(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// The portmap plugin's host loopback guard (see `cni_plugins::firewall::LOCALNET_TABLE`).
+const LOCALNET_TABLE: &str = "table inet rkt_cni_localnet";
+
+/// Given `nft list ruleset` and the interfaces with `route_localnet` on: the guard
+/// kept when no container has host ports any more (no `dn-` chain), and
+/// `route_localnet` left on without the guard (the host's loopback open to pods).
+fn localnet_leaks(ruleset: &str, route_localnet_on: &[String]) -> Vec<Leak> {
+    let guard = ruleset
+        .lines()
+        .any(|l| l.trim() == format!("{LOCALNET_TABLE} {{"));
+    let users = ruleset
+        .lines()
+        .filter(|l| l.trim().starts_with("chain dn-"))
+        .count();
+    let mut leaks = Vec::new();
+    if guard && users == 0 {
+        leaks.push(Leak {
+            kind: "nat rule",
+            detail: format!(
+                "{LOCALNET_TABLE} (the host loopback guard) with no container holding host ports"
+            ),
+        });
+    }
+    if !guard {
+        for iface in route_localnet_on {
+            leaks.push(Leak {
+                kind: "sysctl",
+                detail: format!("route_localnet is on for {iface} without the host loopback guard"),
+            });
+        }
+    }
+    leaks
+}
+
+/// Interfaces (and `all`) of the calling thread's network namespace with
+/// `route_localnet` on.
+fn route_localnet_on() -> Vec<String> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc/sys/net/ipv4/conf")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let on = fs::read_to_string(e.path().join("route_localnet")).is_ok_and(|v| v.trim() == "1");
+        let name = e.file_name().to_string_lossy().into_owned();
+        if on && name != "default" {
+            out.push(name);
+        }
+    }
+    out.sort();
+    out
+}
+
 /// IPv4 addresses in `line` that are not followed by a prefix length (`/24`).
 fn bare_ipv4s(line: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -665,6 +721,22 @@ mod tests {
         );
         assert!(bare_ipv4s("ip daddr 172.16.28.0/24 return").is_empty());
         assert!(bare_ipv4s("version 1.2.3 and 1.2.3.4.5").is_empty());
+    }
+
+    #[test]
+    fn the_loopback_guard_lives_exactly_while_host_ports_do() {
+        let guard = "table inet rkt_cni_localnet {\n\tchain input {\n\t}\n}\n";
+        let user = "table inet rkt_cni_hostport {\n\tchain dn-0123456789abcdef {\n\t}\n}\n";
+        let on = vec!["rkt0".to_string()];
+        assert!(localnet_leaks(&format!("{guard}{user}"), &on).is_empty());
+        assert!(localnet_leaks("", &[]).is_empty());
+        let kept = localnet_leaks(guard, &[]);
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].detail.contains("no container"), "{kept:?}");
+        let open = localnet_leaks(user, &on);
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].kind, "sysctl");
+        assert!(open[0].detail.contains("rkt0"));
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //!   without symlinks; `linkat` does not follow a target that is itself a symlink.
 //!
 //! Ownership (`lchown`), permission bits including setuid/setgid/sticky (set after the
-//! owner, which clears them), mtimes, extended attributes (PAX `SCHILY.xattr.*`),
+//! owner, which clears them), mtimes, extended attributes (PAX `SCHILY.xattr.*`; only
+//! `user.*`, `security.capability` and POSIX ACLs, see [`xattr_allowed`]),
 //! symlinks, hardlinks, device nodes and fifos are reproduced. Directory modes and
 //! mtimes are applied once the whole archive is written, so a read-only directory does
 //! not block its children and adding children does not disturb its mtime.
@@ -252,6 +253,23 @@ fn split_archive_path(raw: &[u8]) -> Option<Rel> {
     Some(comps)
 }
 
+/// POSIX ACLs: permission bits in another encoding, acting on the pod's own files.
+const ACL_XATTRS: &[&[u8]] = &[b"system.posix_acl_access", b"system.posix_acl_default"];
+
+/// Whether an extended attribute from an archive may be written: `user.*`,
+/// `security.capability` (file capabilities, which `no_new_privs` and the bounding set
+/// still limit) and the POSIX ACLs. Everything else is dropped: `trusted.overlay.*`
+/// would act on the overlay filesystem that mounts the tree (opaque directories,
+/// redirects, metacopy), other `trusted.*` attributes belong to the host's root, and
+/// `security.*` labels (SELinux, IMA/EVM, SMACK) are the host's policy, not the image's.
+/// No image format needs more: OCI whiteouts and opaque directories are `.wh.` names.
+pub fn xattr_allowed(name: &[u8]) -> bool {
+    match name.strip_prefix(b"user.") {
+        Some(rest) => !rest.is_empty(),
+        None => name == b"security.capability" || ACL_XATTRS.contains(&name),
+    }
+}
+
 /// Metadata of one entry, read from its header and PAX records.
 struct Meta {
     mode: u32,
@@ -289,8 +307,14 @@ impl Meta {
                 let ext = ext.map_err(bad)?;
                 let key = ext.key_bytes();
                 if let Some(xname) = key.strip_prefix(b"SCHILY.xattr.") {
-                    if !xname.is_empty() {
+                    if xattr_allowed(xname) {
                         xattrs.push((xname.to_vec(), ext.value_bytes().to_vec()));
+                    } else if !xname.is_empty() {
+                        tracing::debug!(
+                            entry = name,
+                            xattr = %String::from_utf8_lossy(xname),
+                            "extended attribute not in the allowed set; dropped"
+                        );
                     }
                 } else if key == b"mtime" {
                     if let Some(t) = parse_pax_time(ext.value_bytes()) {
@@ -1718,6 +1742,128 @@ pub(crate) mod tests {
         t.file(".wh.x", 0o644, b"");
         sb.unpack(&t.finish()).expect("unpack");
         assert_eq!(names(&sb.dest()), [".wh.x"]);
+    }
+
+    #[test]
+    fn only_user_capability_and_acl_xattrs_are_allowed() {
+        for ok in [
+            &b"user.x"[..],
+            b"user.mime_type",
+            b"security.capability",
+            b"system.posix_acl_access",
+            b"system.posix_acl_default",
+        ] {
+            assert!(xattr_allowed(ok), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b"trusted.overlay.opaque"[..],
+            b"trusted.overlay.redirect",
+            b"trusted.overlay.metacopy",
+            b"trusted.overlay.origin",
+            b"trusted.x",
+            b"security.selinux",
+            b"security.ima",
+            b"security.evm",
+            b"security.capability.x",
+            b"system.nfs4_acl",
+            b"user.",
+            b"user",
+            b"",
+        ] {
+            assert!(!xattr_allowed(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    /// A `security.capability` value: revision 2, effective, `CAP_NET_BIND_SERVICE`.
+    const FILE_CAP: &[u8] = &[
+        0x01, 0, 0, 0x02, 0x00, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+
+    fn xattr_names(path: &Path) -> Vec<String> {
+        let mut buf = vec![0u8; 4096];
+        let n = rfs::llistxattr(path, &mut buf).expect("listxattr");
+        buf[..n]
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect()
+    }
+
+    fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 4096];
+        match rfs::lgetxattr(path, name, &mut buf) {
+            Ok(n) => Some(buf[..n].to_vec()),
+            Err(Errno::NODATA) => None,
+            Err(e) => panic!("getxattr {} {name}: {e}", path.display()),
+        }
+    }
+
+    #[test]
+    fn overlay_and_other_trusted_or_security_xattrs_are_dropped() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!(
+                "SKIPPED overlay_and_other_trusted_or_security_xattrs_are_dropped: needs root"
+            );
+            return;
+        }
+        let sb = Sandbox::new();
+        let dest = sb.dest();
+        let dropped: &[(&str, &[u8])] = &[
+            ("trusted.overlay.opaque", b"y"),
+            ("trusted.overlay.redirect", b"/etc"),
+            ("security.selinux", b"system_u:object_r:shadow_t:s0"),
+            ("trusted.x", b"1"),
+        ];
+        // Control: this filesystem takes every one of them from root, so only the
+        // filter can keep them off the extracted files.
+        let probe = sb.tmp.path().join("probe");
+        fs::write(&probe, b"").expect("probe");
+        for (k, v) in dropped {
+            rfs::setxattr(&probe, *k, v, rfs::XattrFlags::empty())
+                .unwrap_or_else(|e| panic!("the filesystem refuses {k} from root: {e}"));
+            assert_eq!(getxattr(&probe, k).as_deref(), Some(*v), "{k}");
+        }
+        fs::remove_file(&probe).expect("remove probe");
+
+        let pax = |extra: &[(&str, &[u8])]| -> Vec<(String, Vec<u8>)> {
+            dropped
+                .iter()
+                .chain(extra)
+                .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.to_vec()))
+                .collect()
+        };
+        let mut t = TarBuilder::new();
+        let dir_records = pax(&[("user.x", b"dir")]);
+        let dir_refs: Vec<(&str, &[u8])> = dir_records
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        t.pax(&dir_refs).dir("hidden/", 0o755);
+        let file_records = pax(&[("user.x", b"file"), ("security.capability", FILE_CAP)]);
+        let file_refs: Vec<(&str, &[u8])> = file_records
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        t.pax(&file_refs).file("ping", 0o755, b"#!ping");
+        sb.unpack(&t.finish()).expect("unpack");
+
+        let dir = dest.join("hidden");
+        assert_eq!(xattr_names(&dir), ["user.x"]);
+        assert_eq!(getxattr(&dir, "user.x").as_deref(), Some(&b"dir"[..]));
+        let file = dest.join("ping");
+        let mut names = xattr_names(&file);
+        names.sort();
+        assert_eq!(names, ["security.capability", "user.x"]);
+        assert_eq!(getxattr(&file, "user.x").as_deref(), Some(&b"file"[..]));
+        assert_eq!(
+            getxattr(&file, "security.capability").as_deref(),
+            Some(FILE_CAP)
+        );
+        for path in [&dir, &file] {
+            for (k, _) in dropped {
+                assert_eq!(getxattr(path, k), None, "{k} on {}", path.display());
+            }
+        }
     }
 
     #[test]

@@ -18,10 +18,13 @@ pub struct InsecureOptions {
     pub capabilities: bool,
     pub paths: bool,
     pub seccomp: bool,
+    /// Let images' own isolators widen what their apps may do (capabilities beyond
+    /// the default set, `no-new-privileges: false`).
+    pub image_privileges: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown insecure option {0:?} (valid: none, image, tls, http, pubkey, capabilities, paths, seccomp, ondisk, all-fetch, all-run, all)")]
+#[error("unknown insecure option {0:?} (valid: none, image, tls, http, pubkey, capabilities, paths, seccomp, image-privileges, ondisk, all-fetch, all-run, all)")]
 pub struct UnknownInsecureOption(pub String);
 
 impl FromStr for InsecureOptions {
@@ -41,6 +44,7 @@ impl FromStr for InsecureOptions {
                 "capabilities" => o.capabilities = true,
                 "paths" => o.paths = true,
                 "seccomp" => o.seccomp = true,
+                "image-privileges" => o.image_privileges = true,
                 "all-fetch" => {
                     o.image = true;
                     o.tls = true;
@@ -51,6 +55,7 @@ impl FromStr for InsecureOptions {
                     o.capabilities = true;
                     o.paths = true;
                     o.seccomp = true;
+                    o.image_privileges = true;
                 }
                 "all" => {
                     o = InsecureOptions {
@@ -61,6 +66,7 @@ impl FromStr for InsecureOptions {
                         capabilities: true,
                         paths: true,
                         seccomp: true,
+                        image_privileges: true,
                     }
                 }
                 other => return Err(UnknownInsecureOption(other.to_string())),
@@ -80,6 +86,7 @@ impl fmt::Display for InsecureOptions {
             (self.capabilities, "capabilities"),
             (self.paths, "paths"),
             (self.seccomp, "seccomp"),
+            (self.image_privileges, "image-privileges"),
         ];
         let on: Vec<&str> = names.iter().filter(|(b, _)| *b).map(|(_, n)| *n).collect();
         if on.is_empty() {
@@ -106,5 +113,20 @@ mod tests {
         );
         assert_eq!(o.to_string(), "image,http");
         assert!("image,bogus".parse::<InsecureOptions>().is_err());
+        let p: InsecureOptions = "image-privileges".parse().unwrap();
+        assert!(p.image_privileges && !p.capabilities && !p.image);
+        assert_eq!(p.to_string(), "image-privileges");
+        assert!(
+            "all-run"
+                .parse::<InsecureOptions>()
+                .unwrap()
+                .image_privileges
+        );
+        assert!(
+            !"all-fetch"
+                .parse::<InsecureOptions>()
+                .unwrap()
+                .image_privileges
+        );
     }
 }

@@ -40,7 +40,8 @@ pub struct Cli {
     )]
     pub system_config: PathBuf,
     /// Comma-separated security checks to switch off: none, image, tls, http, pubkey,
-    /// capabilities, paths, seccomp, all-fetch, all-run, all.
+    /// capabilities, paths, seccomp, image-privileges (let images' isolators widen what
+    /// their apps may do), all-fetch, all-run, all.
     #[arg(long, global = true, default_value = "none", value_name = "OPTS")]
     pub insecure_options: InsecureOptions,
     /// Trust keys discovered over https for a prefix that has none, without review.

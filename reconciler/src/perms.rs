@@ -11,11 +11,17 @@
 //!
 //! Paths that do not exist are skipped (their nearest existing ancestor is checked,
 //! since whoever can create the directory there chooses its contents).
+//!
+//! The other way round, what rkt writes must not be readable by other users: the image
+//! store holds rendered trees with images' setuid binaries and device nodes, and pod
+//! directories hold the apps' files. [`private_dir`] creates `<dir>/cas` and
+//! `<dir>/pods` with mode 0700 and closes them again (root-owned, 0700) when found open,
+//! each time the store or the pods dir is opened.
 
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 const GROUP_WRITE: u32 = 0o020;
@@ -159,6 +165,82 @@ pub fn check_all(dirs: &[(PathBuf, &'static str)]) -> Vec<Finding> {
     out
 }
 
+/// Mode of the roots of rkt's private data: `<dir>/cas` (images, rendered trees with
+/// their setuid binaries and device nodes) and `<dir>/pods` (pods' files and mounts).
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// A private root that rkt found open to other users and closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tightened {
+    pub path: PathBuf,
+    /// What the directory is: `image store`, `pods dir`.
+    pub role: &'static str,
+    /// What was wrong, e.g. `mode 0755`, `owned by uid 1000, mode 0775`.
+    pub was: String,
+}
+
+impl fmt::Display for Tightened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}) was open to other users ({}); now owned by root, mode 0700",
+            self.path.display(),
+            self.role,
+            self.was
+        )
+    }
+}
+
+/// Create `dir` with mode 0700 if it does not exist (its parents as usual), else
+/// [`close_private_dir`] it.
+pub fn private_dir(dir: &Path, role: &'static str) -> io::Result<Option<Tightened>> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)?;
+    }
+    match fs::DirBuilder::new().mode(PRIVATE_DIR_MODE).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    close_private_dir(dir, role)
+}
+
+/// Make an existing `dir` (a symlink is followed) readable, writable and searchable by
+/// its owner only, and, when running as root, owned by root. Returns what had to change;
+/// `None` when it was already so or does not exist.
+pub fn close_private_dir(dir: &Path, role: &'static str) -> io::Result<Option<Tightened>> {
+    use rustix::fs::{fchmod, fchown, fstat, open, Gid, Mode, OFlags, Uid};
+    let fd = match open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let st = fstat(&fd)?;
+    let mode = st.st_mode & 0o7777;
+    let as_root = rustix::process::geteuid().is_root();
+    let mut was = Vec::new();
+    if as_root && st.st_uid != 0 {
+        was.push(format!("owned by uid {}", st.st_uid));
+        // chown clears setuid/setgid bits; the mode is set next anyway.
+        fchown(&fd, Some(Uid::ROOT), Some(Gid::ROOT))?;
+    }
+    if mode & !PRIVATE_DIR_MODE != 0 || !was.is_empty() {
+        if mode & !PRIVATE_DIR_MODE != 0 {
+            was.push(format!("mode {mode:04o}"));
+        }
+        fchmod(&fd, Mode::from_raw_mode(mode & PRIVATE_DIR_MODE))?;
+    }
+    Ok((!was.is_empty()).then(|| Tightened {
+        path: dir.to_path_buf(),
+        role,
+        was: was.join(", "),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +252,69 @@ mod tests {
 
     fn chmod(path: &Path, mode: u32) {
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_private_dir_is_created_0700_and_loosened_ones_are_closed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cas = tmp.path().join("data/cas");
+        assert_eq!(private_dir(&cas, "image store").unwrap(), None);
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(mode(&cas), 0o700);
+        // Already private: nothing to do, and owner bits below rwx stay as they are.
+        chmod(&cas, 0o500);
+        assert_eq!(close_private_dir(&cas, "image store").unwrap(), None);
+        assert_eq!(mode(&cas), 0o500);
+        for loose in [0o755, 0o750, 0o701, 0o1777, 0o2770] {
+            chmod(&cas, loose);
+            let t = private_dir(&cas, "image store")
+                .unwrap()
+                .expect("tightened");
+            assert_eq!(mode(&cas), loose & 0o700, "from {loose:o}");
+            assert_eq!(t.path, cas);
+            assert_eq!(t.was, format!("mode {loose:04o}"));
+            assert!(
+                t.to_string()
+                    .contains("(image store) was open to other users"),
+                "{t}"
+            );
+        }
+        // Through a symlink, the target is closed.
+        let real = tmp.path().join("real-pods");
+        fs::create_dir(&real).unwrap();
+        chmod(&real, 0o755);
+        let link = tmp.path().join("data/pods");
+        symlink(&real, &link).unwrap();
+        assert!(close_private_dir(&link, "pods dir").unwrap().is_some());
+        assert_eq!(mode(&real), 0o700);
+        // Missing: nothing to close, nothing created.
+        let missing = tmp.path().join("nope");
+        assert_eq!(close_private_dir(&missing, "pods dir").unwrap(), None);
+        assert!(!missing.exists());
+    }
+
+    #[test]
+    fn a_private_dir_owned_by_another_user_is_given_back_to_root() {
+        if !is_root() {
+            eprintln!(
+                "SKIPPED a_private_dir_owned_by_another_user_is_given_back_to_root: needs root"
+            );
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let pods = tmp.path().join("pods");
+        fs::create_dir(&pods).unwrap();
+        chmod(&pods, 0o700);
+        rustix::fs::chown(
+            &pods,
+            Some(rustix::fs::Uid::from_raw(1000)),
+            Some(rustix::fs::Gid::from_raw(1000)),
+        )
+        .unwrap();
+        let t = private_dir(&pods, "pods dir").unwrap().expect("tightened");
+        assert_eq!(t.was, "owned by uid 1000");
+        let m = fs::metadata(&pods).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 0, 0o700));
     }
 
     #[test]

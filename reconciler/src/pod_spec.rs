@@ -421,36 +421,28 @@ fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecErr
         }
     }
 
-    // Capabilities: flags, else the image's isolators, else the default set.
-    let retain_isolator = isolator_set(&image_app, "os/linux/capabilities-retain-set");
-    let remove_isolator = isolator_set(&image_app, "os/linux/capabilities-remove-set");
-    for cap in retain_isolator
-        .iter()
-        .chain(remove_isolator.iter())
-        .flatten()
-    {
-        if !KNOWN_CAPS.contains(&cap.as_str()) {
-            return Err(SpecError::Capability {
-                app: name.clone(),
-                cap: cap.clone(),
-            });
-        }
-    }
+    // Capabilities: the operator's retain set, else the image's retain set (within the
+    // defaults unless the operator allows image privileges) or the defaults, less the
+    // operator's remove set, else the image's.
     let defaults: Vec<String> = if opts.insecure.capabilities {
         KNOWN_CAPS.iter().map(|c| c.to_string()).collect()
     } else {
         DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
     };
-    let capabilities = match (
-        a.caps_retain.clone().or(retain_isolator),
-        a.caps_remove.clone().or(remove_isolator),
-    ) {
-        (Some(retain), _) => retain,
-        (None, Some(remove)) => defaults
-            .into_iter()
-            .filter(|c| !remove.contains(c))
-            .collect(),
-        (None, None) => defaults,
+    let (iso, dropped) =
+        image_isolators(&name, &image_app, &defaults, opts.insecure.image_privileges)?;
+    for d in &dropped {
+        tracing::warn!("SECURITY: app {name}: image {image_name}: {d}");
+    }
+    let capabilities = match &a.caps_retain {
+        Some(retain) => retain.clone(),
+        None => {
+            let base = iso.retain.clone().unwrap_or(defaults);
+            match a.caps_remove.as_ref().or(iso.remove.as_ref()) {
+                Some(remove) => base.into_iter().filter(|c| !remove.contains(c)).collect(),
+                None => base,
+            }
+        }
     };
 
     let memory_limit_bytes = a.memory.or_else(|| {
@@ -504,7 +496,7 @@ fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecErr
         memory_limit_bytes,
         cpu_millis,
         capabilities,
-        no_new_privileges: true,
+        no_new_privileges: iso.no_new_privileges,
         // `--insecure-options=seccomp` (also what `rkt run --seccomp=unconfined` sets).
         seccomp: if opts.insecure.seccomp {
             Seccomp::Unconfined
@@ -526,6 +518,136 @@ fn non_empty(v: &str, default: &str) -> String {
     } else {
         v.to_string()
     }
+}
+
+/// Capabilities an image may keep by its own retain set: `os/linux/capabilities-retain-set`.
+pub const ISOLATOR_CAPS_RETAIN: &str = "os/linux/capabilities-retain-set";
+pub const ISOLATOR_CAPS_REMOVE: &str = "os/linux/capabilities-remove-set";
+pub const ISOLATOR_NO_NEW_PRIVS: &str = "os/linux/no-new-privileges";
+/// Isolators that would replace the pod's security settings with the image's own and
+/// that rkt does not implement: always ignored, with a warning.
+const UNSUPPORTED_ISOLATORS: &[&str] = &[
+    "os/linux/seccomp-retain-set",
+    "os/linux/seccomp-remove-set",
+    "os/linux/selinux-context",
+    "os/linux/apparmor",
+];
+
+/// What an image's own isolators still decide for its app (narrowing always; widening
+/// only when the operator allows image privileges).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageIsolators {
+    /// The image's retain set, cut down to the defaults unless allowed.
+    pub retain: Option<Vec<String>>,
+    pub remove: Option<Vec<String>>,
+    pub no_new_privileges: bool,
+}
+
+/// An image isolator (or part of one) that was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedIsolator {
+    pub isolator: String,
+    /// What was left out, e.g. `CAP_SYS_ADMIN, CAP_SYS_MODULE`.
+    pub dropped: String,
+    /// Whether `--insecure-options=image-privileges` would have applied it.
+    pub allowable: bool,
+}
+
+impl std::fmt::Display for DroppedIsolator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.allowable {
+            write!(
+                f,
+                "isolator {} asks for more than the defaults; ignored: {} (an image cannot \
+                 grant itself privileges; allow with --insecure-options=image-privileges or \
+                 the pod annotation rkt.io/image-privileges: allow)",
+                self.isolator, self.dropped
+            )
+        } else {
+            write!(
+                f,
+                "isolator {} is not supported; ignored: {} (rkt's defaults apply)",
+                self.isolator, self.dropped
+            )
+        }
+    }
+}
+
+/// Read the isolators of an image's app that stage0 applies. `defaults`: the capability
+/// set the operator's choices give the app; `allow`: whether the image may widen them.
+pub fn image_isolators(
+    app_name: &str,
+    image_app: &appc::App,
+    defaults: &[String],
+    allow: bool,
+) -> Result<(ImageIsolators, Vec<DroppedIsolator>), SpecError> {
+    let retain = isolator_set(image_app, ISOLATOR_CAPS_RETAIN);
+    let remove = isolator_set(image_app, ISOLATOR_CAPS_REMOVE);
+    for cap in retain.iter().chain(remove.iter()).flatten() {
+        if !KNOWN_CAPS.contains(&cap.as_str()) {
+            return Err(SpecError::Capability {
+                app: app_name.to_string(),
+                cap: cap.clone(),
+            });
+        }
+    }
+    let mut dropped = Vec::new();
+    let retain = retain.map(|set| {
+        if allow {
+            return set;
+        }
+        let (kept, extra): (Vec<String>, Vec<String>) =
+            set.into_iter().partition(|c| defaults.contains(c));
+        if !extra.is_empty() {
+            dropped.push(DroppedIsolator {
+                isolator: ISOLATOR_CAPS_RETAIN.to_string(),
+                dropped: extra.join(", "),
+                allowable: true,
+            });
+        }
+        kept
+    });
+    let mut no_new_privileges = true;
+    for iso in image_app
+        .isolators
+        .iter()
+        .filter(|i| i.name == ISOLATOR_NO_NEW_PRIVS)
+    {
+        if iso.value.as_ref().and_then(|v| v.as_bool()) == Some(false) {
+            if allow {
+                no_new_privileges = false;
+            } else {
+                dropped.push(DroppedIsolator {
+                    isolator: ISOLATOR_NO_NEW_PRIVS.to_string(),
+                    dropped: "false (no_new_privs stays on)".to_string(),
+                    allowable: true,
+                });
+            }
+        }
+    }
+    for iso in image_app
+        .isolators
+        .iter()
+        .filter(|i| UNSUPPORTED_ISOLATORS.contains(&i.name.as_str()))
+    {
+        dropped.push(DroppedIsolator {
+            isolator: iso.name.clone(),
+            dropped: iso
+                .value
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "null".to_string()),
+            allowable: false,
+        });
+    }
+    Ok((
+        ImageIsolators {
+            retain,
+            remove,
+            no_new_privileges,
+        },
+        dropped,
+    ))
 }
 
 fn isolator_set(app: &appc::App, name: &str) -> Option<Vec<String>> {
@@ -788,5 +910,178 @@ mod tests {
         assert_eq!(default_app_name("example.com/My_App"), "my-app");
         assert!(valid_app_name("web-1"));
         assert!(!valid_app_name("Web"));
+    }
+
+    fn hostile(isolators: serde_json::Value) -> ImageManifest {
+        let json = serde_json::json!({
+            "acKind": "ImageManifest", "acVersion": "0.8.11", "name": "example.com/hostile",
+            "app": {"exec": ["/bin/sh"], "user": "0", "group": "0", "isolators": isolators}
+        });
+        ImageManifest::from_slice(json.to_string().as_bytes()).unwrap()
+    }
+
+    fn app_with(
+        root: &Path,
+        manifest: ImageManifest,
+        insecure: &str,
+        args: AppArgs,
+    ) -> manifests::runtime::RuntimeApp {
+        let opts = PodOptions {
+            insecure: insecure.parse().unwrap(),
+            ..PodOptions::default()
+        };
+        let app = ResolvedApp {
+            args,
+            image_id: "sha512-abc".into(),
+            manifest,
+            rootfs: root.to_path_buf(),
+        };
+        build_runtime("u-1", &opts, &[app]).unwrap().apps.remove(0)
+    }
+
+    fn defaults() -> Vec<String> {
+        DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn an_image_cannot_grant_itself_capabilities_or_lift_no_new_privs() {
+        let r = rootfs();
+        let greedy = serde_json::json!([
+            {"name": ISOLATOR_CAPS_RETAIN,
+             "value": {"set": ["CAP_SYS_ADMIN", "sys_module", "CAP_CHOWN", "CAP_KILL"]}},
+            {"name": ISOLATOR_NO_NEW_PRIVS, "value": false},
+            {"name": "os/linux/seccomp-remove-set", "value": {"set": ["@all"]}}
+        ]);
+        // Defaults: the retain set is cut down to the default set; no_new_privs stays.
+        let app = app_with(
+            r.path(),
+            hostile(greedy.clone()),
+            "none",
+            AppArgs::default(),
+        );
+        assert_eq!(app.capabilities, ["CAP_CHOWN", "CAP_KILL"]);
+        assert!(app.no_new_privileges);
+        assert_eq!(app.seccomp, Seccomp::Default);
+        let (iso, dropped) = image_isolators(
+            "hostile",
+            hostile(greedy.clone()).app.as_ref().unwrap(),
+            &defaults(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            iso.retain.as_deref(),
+            Some(&["CAP_CHOWN".to_string(), "CAP_KILL".to_string()][..])
+        );
+        let shown: Vec<String> = dropped.iter().map(|d| d.to_string()).collect();
+        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert!(shown[0].contains(ISOLATOR_CAPS_RETAIN), "{}", shown[0]);
+        assert!(
+            shown[0].contains("ignored: CAP_SYS_ADMIN, CAP_SYS_MODULE"),
+            "{}",
+            shown[0]
+        );
+        assert!(
+            shown[0].contains("--insecure-options=image-privileges"),
+            "{}",
+            shown[0]
+        );
+        assert!(shown[1].contains(ISOLATOR_NO_NEW_PRIVS), "{}", shown[1]);
+        assert!(
+            shown[2].contains("seccomp-remove-set is not supported"),
+            "{}",
+            shown[2]
+        );
+
+        // Allowed by the operator: the image's set is taken as it is (the control).
+        let app = app_with(
+            r.path(),
+            hostile(greedy.clone()),
+            "image-privileges",
+            AppArgs::default(),
+        );
+        assert_eq!(
+            app.capabilities,
+            ["CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_CHOWN", "CAP_KILL"]
+        );
+        assert!(!app.no_new_privileges);
+        // Seccomp isolators are not implemented at all: still the default profile.
+        assert_eq!(app.seccomp, Seccomp::Default);
+
+        // --insecure-options=capabilities makes every capability the default, so the
+        // image's set fits within it.
+        let app = app_with(
+            r.path(),
+            hostile(greedy),
+            "capabilities",
+            AppArgs::default(),
+        );
+        assert!(app.capabilities.contains(&"CAP_SYS_ADMIN".to_string()));
+        assert!(app.no_new_privileges);
+    }
+
+    #[test]
+    fn narrowing_image_isolators_and_operator_flags_still_apply() {
+        let r = rootfs();
+        let narrow = serde_json::json!([
+            {"name": ISOLATOR_CAPS_RETAIN, "value": {"set": ["CAP_CHOWN", "CAP_KILL", "CAP_SETUID"]}},
+            {"name": ISOLATOR_CAPS_REMOVE, "value": {"set": ["CAP_KILL"]}},
+            {"name": ISOLATOR_NO_NEW_PRIVS, "value": true},
+            {"name": "resource/memory", "value": {"limit": "64Mi"}},
+            {"name": "resource/cpu", "value": {"limit": "500m"}}
+        ]);
+        let app = app_with(
+            r.path(),
+            hostile(narrow.clone()),
+            "none",
+            AppArgs::default(),
+        );
+        assert_eq!(app.capabilities, ["CAP_CHOWN", "CAP_SETUID"]);
+        assert!(app.no_new_privileges);
+        assert_eq!(app.memory_limit_bytes, Some(64 << 20));
+        assert_eq!(app.cpu_millis, Some(500));
+        let (_, dropped) = image_isolators(
+            "hostile",
+            hostile(narrow.clone()).app.as_ref().unwrap(),
+            &defaults(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(dropped, vec![], "nothing narrowing is dropped");
+
+        // Only a remove set: the defaults less it.
+        let remove_only = serde_json::json!([
+            {"name": ISOLATOR_CAPS_REMOVE, "value": {"set": ["CAP_NET_RAW"]}}
+        ]);
+        let app = app_with(r.path(), hostile(remove_only), "none", AppArgs::default());
+        let mut expected = defaults();
+        expected.retain(|c| c != "CAP_NET_RAW");
+        assert_eq!(app.capabilities, expected);
+
+        // The operator's retain set wins over the image's, beyond the defaults too;
+        // the operator's remove set applies to the image's retain set.
+        let greedy = serde_json::json!([
+            {"name": ISOLATOR_CAPS_RETAIN, "value": {"set": ["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_KILL"]}}
+        ]);
+        let app = app_with(
+            r.path(),
+            hostile(greedy.clone()),
+            "none",
+            AppArgs {
+                caps_retain: Some(vec!["CAP_NET_ADMIN".into()]),
+                ..AppArgs::default()
+            },
+        );
+        assert_eq!(app.capabilities, ["CAP_NET_ADMIN"]);
+        let app = app_with(
+            r.path(),
+            hostile(greedy),
+            "image-privileges",
+            AppArgs {
+                caps_remove: Some(vec!["CAP_SYS_ADMIN".into()]),
+                ..AppArgs::default()
+            },
+        );
+        assert_eq!(app.capabilities, ["CAP_CHOWN", "CAP_KILL"]);
     }
 }

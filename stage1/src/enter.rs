@@ -354,7 +354,7 @@ pub fn enter(
         None => None,
     };
     // Still in the host's /proc: afterwards /proc/self may not exist for us.
-    security::cloexec_inherited_fds(&proc.join("self/fd")).map_err(on_security)?;
+    security::cloexec_fds_above_stdio(&proc.join("self/fd")).map_err(on_security)?;
 
     for (name, kind, fd) in &namespaces {
         rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind))
@@ -364,9 +364,8 @@ pub fn enter(
     rustix::process::chroot(".").map_err(EnterError::SwitchRoot)?;
     drop(root);
     drop(namespaces);
-    if rustix::process::chdir(app.working_dir.as_str()).is_err() {
-        rustix::process::chdir("/").map_err(EnterError::SwitchRoot)?;
-    }
+    // Resolved in the app's root, never through /proc's magic links.
+    crate::rootfs::chdir_in_root(&app.working_dir).map_err(EnterError::SwitchRoot)?;
     if let Some(ns) = userns {
         crate::userns::join(ns.as_fd()).map_err(|source| EnterError::UserNamespace {
             app: app_name.to_string(),

@@ -396,8 +396,17 @@ impl<'a> Supervisor<'a> {
             None => {
                 cmd.stdin(Stdio::null())
                     .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .process_group(0);
+                    .stderr(Stdio::piped());
+                // A session of its own, so the app has no controlling terminal: it
+                // cannot open the terminal of whoever started the pod (`/dev/tty`) to
+                // inject input (TIOCSTI) or take its foreground. It is its own process
+                // group too, which the signals go to.
+                #[allow(unsafe_code)]
+                // SAFETY: the closure runs in the forked child before exec and only
+                // calls setsid(2), which is async-signal-safe and allocates nothing.
+                unsafe {
+                    cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(Into::into));
+                }
                 if run.log.is_none() {
                     let log = LogFile::open(&run.dir.join("log"), cfg.log_max_bytes)?;
                     run.log = Some(Arc::new(Mutex::new(log)));
@@ -847,6 +856,9 @@ pub fn run_init(
         .map_err(|e| InitError::DeathSignal(e.into()))?;
     // Started as /proc/self/exe; show up as "stage1" in the pod's `ps`.
     let _ = rustix::thread::set_name(c"stage1");
+    // Leave the session (and so the controlling terminal) of whoever ran the pod:
+    // nothing started from here can reach that terminal.
+    let _ = rustix::process::setsid();
     let mut signals = STOP_SIGNALS.to_vec();
     signals.push(signal_hook::consts::SIGCHLD);
     let mut watch = SignalWatch::new(&signals).map_err(InitError::Signals)?;

@@ -170,7 +170,7 @@ pub fn exec_app(
         source,
     };
     let filter = Filter::for_app(app, cfg.flavor).map_err(on_seccomp)?;
-    security::cloexec_inherited_fds(Path::new("/proc/self/fd")).map_err(on_security)?;
+    security::cloexec_fds_above_stdio(Path::new("/proc/self/fd")).map_err(on_security)?;
     // Last thing done with host privileges: from here on the capabilities are the
     // user namespace's (the identity below is taken in it).
     if let Some(ns) = &userns {

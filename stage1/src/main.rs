@@ -153,6 +153,17 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> anyhow::Result<(String,
 }
 
 fn main() -> ExitCode {
+    // Every stage1 process holds host privileges, descriptors and the host's root at
+    // some point while apps of the pod (which see it in their PID namespace) run: not
+    // dumpable, its /proc/PID/{root,cwd,exe,fd,environ,mem} are closed to anything
+    // without CAP_SYS_PTRACE, and it cannot be ptraced by the pod's uid. An app's
+    // execve makes the app dumpable again as usual.
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        eprintln!("stage1: cannot make this process non-dumpable: {e}");
+        return ExitCode::from(EXIT_STAGE1_FAILED);
+    }
     let result =
         parse_args(std::env::args_os().skip(1)).and_then(|(sub, args)| match sub.as_str() {
             "run" => cmd_run(&args.pod_dir()?),
@@ -289,10 +300,13 @@ fn run_default(
     if let Some(netns) = &cfg.netns {
         join_netns(netns)?;
     }
+    let exe = seal_own_binary().context("cannot bind stage1's binary read-only in the pod")?;
     let (mut sync, sync_child) = UnixStream::pair().context("cannot create a socket pair")?;
     let sync_child = OwnedFd::from(sync_child);
     set_cloexec(&sync_child, false).context("cannot pass a socket to init")?;
-    let mut cmd = Command::new("/proc/self/exe");
+    let mut cmd = Command::new(exe);
+    // As before the binary was sealed; the pod does not learn the host's path of it.
+    std::os::unix::process::CommandExt::arg0(&mut cmd, "/proc/self/exe");
     cmd.arg("init")
         .arg("--pod-dir")
         .arg(pod_dir)
@@ -417,6 +431,44 @@ fn enter_pod_namespaces(private_network: bool) -> anyhow::Result<()> {
     rustix::mount::mount_change("/", P::DOWNSTREAM | P::REC)
         .context("cannot make the pod's mounts private")?;
     Ok(())
+}
+
+/// Binds stage1's own binary read-only (and nosuid) onto itself in the pod's mount
+/// namespace and returns its path, to start the pod's processes from: their
+/// `/proc/PID/exe` then names a read-only mount, so nothing in the pod can open it
+/// for writing and replace the host's stage1 (runc's CVE-2019-5736 class), even
+/// after the process has exited. The host's mount table is not touched.
+fn seal_own_binary() -> anyhow::Result<PathBuf> {
+    use rustix::mount::{MountAttrFlags, MoveMountFlags, OpenTreeFlags};
+    let exe = std::fs::read_link("/proc/self/exe").context("cannot read /proc/self/exe")?;
+    if !exe.is_absolute() || exe.to_string_lossy().ends_with(" (deleted)") {
+        bail!(
+            "stage1's binary {} has been replaced or removed",
+            exe.display()
+        );
+    }
+    let tree = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        &exe,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )
+    .with_context(|| format!("open_tree {}", exe.display()))?;
+    rootfs::mount_setattr(
+        tree.as_fd(),
+        false,
+        MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NOSUID,
+        None,
+    )
+    .context("mount_setattr")?;
+    rustix::mount::move_mount(
+        &tree,
+        "",
+        rustix::fs::CWD,
+        &exe,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .with_context(|| format!("move_mount onto {}", exe.display()))?;
+    Ok(exe)
 }
 
 /// `ip link set lo up` in the current network namespace, with the SIOCSIFFLAGS ioctl.

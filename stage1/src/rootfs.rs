@@ -21,12 +21,20 @@ use std::path::{Path, PathBuf};
 use manifests::runtime::{
     Dns, Flavor, HostsEntry, RuntimeApp, RuntimeConfig, UserNamespace, Volume,
 };
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 
 /// `statfs.f_type` of overlayfs.
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+/// `statfs.f_type` of procfs.
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+/// `statfs.f_type` of sysfs.
+const SYSFS_MAGIC: i64 = 0x6265_6572;
+/// `statfs.f_type` of tmpfs.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+/// `statfs.f_type` of devpts.
+const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
 /// Symlinks followed while resolving one path, as the kernel's limit.
 const MAX_SYMLINKS: usize = 40;
 
@@ -110,6 +118,17 @@ pub enum RootfsError {
     SwitchRoot { path: PathBuf, source: Errno },
     #[error("cannot detach the old root: {0}")]
     DetachOldRoot(Errno),
+    #[error(
+        "{path} in the app's root is a symlink (to {target:?}); kernel filesystems and \
+         their masks are never set up through links an image ships"
+    )]
+    KernelPathSymlink { path: String, target: String },
+    #[error("{path} in the app's root is on {found}, where {expected} was mounted")]
+    KernelPathMoved {
+        path: String,
+        found: String,
+        expected: &'static str,
+    },
     #[error("working directory {path} does not exist and cannot be created: {source}")]
     WorkingDir { path: String, source: io::Error },
     #[error("cannot change directory to {path}: {source}")]
@@ -190,11 +209,37 @@ fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(io::Error::from)
 }
 
+/// `statfs.f_type` of the filesystem `fd` is on.
+fn fs_magic(fd: BorrowedFd<'_>) -> io::Result<i64> {
+    let st = rustix::fs::fstatfs(fd)?;
+    // `f_type`'s width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as i64)
+}
+
+/// Whether a symlink found in the directory `dir` is one of procfs' "magic links"
+/// (`/proc/PID/root`, `cwd`, `exe`, `fd/N`, `ns/*`, `map_files/*`): the kernel
+/// follows those to the object itself, whatever their text says, which is how a path
+/// such as `/proc/1/root` leads out of any root. Their text is an absolute path or
+/// `type:[inode]`; procfs' ordinary links (`self`, `thread-self`, `mounts`, `net`)
+/// are relative.
+fn is_magic_link(dir: BorrowedFd<'_>, target: &str) -> bool {
+    let on_proc = fs_magic(dir).map(|m| m == PROC_SUPER_MAGIC).unwrap_or(true);
+    on_proc && (target.starts_with('/') || target.contains(':'))
+}
+
 /// Opens `path` (absolute, without `..`) under the directory `root` as an `O_PATH`
 /// handle, resolving symlinks as if `root` were `/`: an absolute link target starts
 /// again at `root`, and `..` in a link target never climbs above it. Mount points
-/// are crossed. With `create`, missing components are created (directories 0755,
-/// files 0644, owned by the caller), following dangling symlinks to where they point.
+/// are crossed; procfs' magic links (`/proc/1/root`, `/proc/self/cwd`, ...) are
+/// refused (`ELOOP`), since the kernel would follow them out of the root. With
+/// `create`, missing components are created (directories 0755, files 0644, owned by
+/// the caller), following dangling symlinks to where they point.
+///
+/// The kernel does the lookup where it can (`openat2` with `RESOLVE_IN_ROOT |
+/// RESOLVE_NO_MAGICLINKS`, Linux 5.6+); otherwise, and to create what is missing,
+/// the path is walked one component at a time with `O_NOFOLLOW` handles, which gives
+/// the same result.
 pub fn open_in_root(
     root: BorrowedFd<'_>,
     path: &str,
@@ -204,10 +249,16 @@ pub fn open_in_root(
         path: path.to_string(),
         source,
     };
-    let mut todo: std::collections::VecDeque<String> = check_path_in_root(path)?
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let parts = check_path_in_root(path)?;
+    match openat2_in_root(root, &parts) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::NOENT) if create != Create::No => {}
+        // No openat2 (old kernel, or a sandbox that filters it): walk instead.
+        Err(Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::AGAIN | Errno::XDEV) => {}
+        Err(e) => return Err(resolve(e.into())),
+    }
+    let mut todo: std::collections::VecDeque<String> =
+        parts.into_iter().map(str::to_string).collect();
     let mut parents: Vec<OwnedFd> = Vec::new();
     let mut current = dup(root).map_err(resolve)?;
     let mut links = 0;
@@ -261,6 +312,9 @@ pub fn open_in_root(
                 let target =
                     rustix::fs::readlinkat(&fd, "", Vec::new()).map_err(|e| resolve(e.into()))?;
                 let target = target.to_string_lossy().into_owned();
+                if is_magic_link(current.as_fd(), &target) {
+                    return Err(resolve(Errno::LOOP.into()));
+                }
                 if target.starts_with('/') {
                     parents.clear();
                     current = dup(root).map_err(resolve)?;
@@ -277,6 +331,96 @@ pub fn open_in_root(
         }
     }
     Ok(current)
+}
+
+/// The kernel's own lookup of `parts` under `root`, scoped to it: `openat2(O_PATH,
+/// RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`.
+fn openat2_in_root(root: BorrowedFd<'_>, parts: &[&str]) -> Result<OwnedFd, Errno> {
+    use rustix::fs::ResolveFlags;
+    let rel = if parts.is_empty() {
+        ".".to_string()
+    } else {
+        parts.join("/")
+    };
+    rustix::fs::openat2(
+        root,
+        rel.as_str(),
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
+/// Opens `path` under `root` for a kernel filesystem or one of its masks: every
+/// component must be a real directory (or, for the last one, any non-symlink), never
+/// a symlink, so an image cannot redirect where `/proc`, `/sys` or `/dev` are mounted
+/// or where a mask lands (the runc CVE-2019-16884 / CVE-2019-19921 class). With
+/// `create`, missing directories are made (0755). Mount points are crossed.
+fn open_no_symlinks(
+    root: BorrowedFd<'_>,
+    path: &str,
+    create: bool,
+) -> Result<OwnedFd, RootfsError> {
+    let resolve = |source: io::Error| RootfsError::Resolve {
+        path: path.to_string(),
+        source,
+    };
+    let parts = check_path_in_root(path)?;
+    let mut current = dup(root).map_err(resolve)?;
+    let mut walked = String::new();
+    for (i, name) in parts.iter().enumerate() {
+        walked.push('/');
+        walked.push_str(name);
+        let fd = match open_path(current.as_fd(), name) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                match rustix::fs::mkdirat(current.as_fd(), *name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(resolve(e.into())),
+                }
+                open_path(current.as_fd(), name).map_err(resolve)?
+            }
+            other => other.map_err(resolve)?,
+        };
+        let stat = rustix::fs::fstat(&fd).map_err(|e| resolve(e.into()))?;
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(&fd, "", Vec::new())
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                return Err(RootfsError::KernelPathSymlink {
+                    path: walked,
+                    target,
+                });
+            }
+            FileType::Directory => current = fd,
+            _ if i + 1 == parts.len() => return Ok(fd),
+            _ => return Err(resolve(Errno::NOTDIR.into())),
+        }
+    }
+    Ok(current)
+}
+
+/// Checks that `fd` is on the filesystem with magic `magic` (`fstatfs`), i.e. that
+/// the kernel filesystem mounted at `path` really is what the app sees there.
+fn expect_fs(
+    fd: BorrowedFd<'_>,
+    path: &str,
+    magic: i64,
+    name: &'static str,
+) -> Result<(), RootfsError> {
+    let found = fs_magic(fd).map_err(|source| RootfsError::Resolve {
+        path: path.to_string(),
+        source,
+    })?;
+    if found == magic {
+        Ok(())
+    } else {
+        Err(RootfsError::KernelPathMoved {
+            path: path.to_string(),
+            found: format!("a filesystem of type {found:#x}"),
+            expected: name,
+        })
+    }
 }
 
 /// `/proc/self/fd/N`: a path naming exactly the object `fd` refers to, usable as a
@@ -316,45 +460,69 @@ fn expect_kind(fd: &OwnedFd, path: &str, dir: bool) -> Result<(), RootfsError> {
     }
 }
 
-/// The per-mount flags of the mount `fd` is on, as `MS_*` flags for a bind remount
-/// (a remount replaces them all, so the ones already set must be passed again).
-fn mount_flags_of(fd: BorrowedFd<'_>) -> Result<MountFlags, Errno> {
-    use rustix::fs::StatVfsMountFlags as V;
-    let have = rustix::fs::fstatvfs(fd)?.f_flag;
-    let mut flags = MountFlags::empty();
-    for (v, m) in [
-        (V::NOSUID, MountFlags::NOSUID),
-        (V::NODEV, MountFlags::NODEV),
-        (V::NOEXEC, MountFlags::NOEXEC),
-        (V::NOATIME, MountFlags::NOATIME),
-        (V::NODIRATIME, MountFlags::NODIRATIME),
-        (V::RELATIME, MountFlags::RELATIME),
-    ] {
-        if have.contains(v) {
-            flags |= m;
-        }
+/// `struct mount_attr` of `mount_setattr(2)` (rustix has no `mount_setattr`).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], ...)`: sets `set` (and, with
+/// `userns`, the id mapping) on the mount `fd` is on, and with `recursive` on every
+/// mount below it too.
+pub(crate) fn mount_setattr(
+    fd: BorrowedFd<'_>,
+    recursive: bool,
+    set: rustix::mount::MountAttrFlags,
+    userns: Option<BorrowedFd<'_>>,
+) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set: u64::from(set.bits()),
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.map_or(0, |ns| ns.as_raw_fd() as u64),
+    };
+    let mut flags = libc::AT_EMPTY_PATH;
+    if recursive {
+        flags |= libc::AT_RECURSIVE;
     }
-    Ok(flags)
+    #[allow(unsafe_code)]
+    // SAFETY: mount_setattr reads `size_of::<MountAttr>()` bytes from `attr`, a
+    // properly laid out (`repr(C)`, the kernel's MOUNT_ATTR_SIZE_VER0) value that
+    // outlives the call, and a NUL-terminated empty path; the descriptors are open for
+    // the whole call (borrowed). Nothing is written to our memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::IO));
+    }
+    Ok(())
 }
 
-/// Makes the mount at `path` in the root read-only, keeping its other flags.
-fn remount_readonly_in_root(root: BorrowedFd<'_>, path: &str) -> Result<(), RootfsError> {
-    let fd = open_in_root(root, path, Create::No)?;
-    remount_readonly_fd(&fd, path)
-}
-
-fn remount_readonly_fd(fd: &OwnedFd, path: &str) -> Result<(), RootfsError> {
-    let remount = |source| RootfsError::Remount {
+/// Makes the mount `fd` is on read-only, **recursively**: every mount below it
+/// (a submount of a volume's source, `/sys`'s own submounts) too, so nothing under
+/// a read-only path stays writable. The other flags of each mount are kept.
+fn make_readonly(fd: &OwnedFd, path: &str) -> Result<(), RootfsError> {
+    mount_setattr(
+        fd.as_fd(),
+        true,
+        rustix::mount::MountAttrFlags::MOUNT_ATTR_RDONLY,
+        None,
+    )
+    .map_err(|source| RootfsError::Remount {
         path: path.to_string(),
         source,
-    };
-    let flags = mount_flags_of(fd.as_fd()).map_err(remount)?;
-    rustix::mount::mount_remount(
-        fd_path(fd),
-        flags | MountFlags::BIND | MountFlags::RDONLY,
-        "",
-    )
-    .map_err(remount)
+    })
 }
 
 fn mount_err(what: impl Into<String>, path: &str) -> impl FnOnce(Errno) -> RootfsError + '_ {
@@ -570,21 +738,37 @@ fn open_dir(path: &Path) -> Result<OwnedFd, RootfsError> {
     })
 }
 
+/// Mounts a kernel filesystem (`fstype`, whose `statfs` magic is `magic`) at `path`
+/// in the root. The mount point is resolved without following any symlink (an image
+/// cannot move it), and afterwards `path` is checked to be that filesystem.
 fn mount_fs(
     root: BorrowedFd<'_>,
     path: &str,
-    fstype: &str,
+    (fstype, magic): (&'static str, i64),
     flags: MountFlags,
     data: &str,
 ) -> Result<(), RootfsError> {
-    let target = open_in_root(root, path, Create::Dir)?;
+    let target = open_no_symlinks(root, path, true)?;
     expect_kind(&target, path, true)?;
     let data = std::ffi::CString::new(data).map_err(|_| RootfsError::InvalidPath {
         path: data.to_string(),
         reason: "contains a NUL byte",
     })?;
     rustix::mount::mount(fstype, fd_path(&target), fstype, flags, data.as_c_str())
-        .map_err(mount_err(fstype, path))
+        .map_err(mount_err(fstype, path))?;
+    let mounted = open_no_symlinks(root, path, false)?;
+    expect_fs(mounted.as_fd(), path, magic, fstype)
+}
+
+/// How [`bind_into`] mounts a host path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bind {
+    /// Submounts of the source come along.
+    recursive: bool,
+    /// Read-only, submounts included.
+    read_only: bool,
+    /// Device nodes under it do not open (`nodev`, submounts included).
+    nodev: bool,
 }
 
 /// Bind-mounts the host path `source` at `path` in the root, creating the mount
@@ -593,8 +777,7 @@ fn bind_into(
     root: BorrowedFd<'_>,
     source: &Path,
     path: &str,
-    recursive: bool,
-    read_only: bool,
+    how: Bind,
 ) -> Result<(), RootfsError> {
     let meta = fs::metadata(source).map_err(|e| RootfsError::Stat {
         path: source.to_path_buf(),
@@ -604,23 +787,42 @@ fn bind_into(
     let target = open_in_root(root, path, if is_dir { Create::Dir } else { Create::File })?;
     expect_kind(&target, path, is_dir)?;
     let what = source.display().to_string();
-    if recursive {
-        rustix::mount::mount_bind_recursive(source, fd_path(&target))
-    } else {
-        rustix::mount::mount_bind(source, fd_path(&target))
+    // A detached copy of the source, given its flags before anything can see it, then
+    // attached at the target's handle: no window in which it is writable or can be
+    // swapped.
+    use rustix::mount::OpenTreeFlags as F;
+    let mut flags = F::OPEN_TREE_CLONE | F::OPEN_TREE_CLOEXEC;
+    if how.recursive {
+        flags |= F::AT_RECURSIVE;
     }
-    .map_err(mount_err(what, path))?;
-    if read_only {
-        remount_readonly_in_root(root, path)?;
+    let tree = rustix::mount::open_tree(rustix::fs::CWD, source, flags)
+        .map_err(mount_err(what.clone(), path))?;
+    let mut attrs = rustix::mount::MountAttrFlags::empty();
+    if how.read_only {
+        attrs |= rustix::mount::MountAttrFlags::MOUNT_ATTR_RDONLY;
     }
-    Ok(())
+    if how.nodev {
+        attrs |= rustix::mount::MountAttrFlags::MOUNT_ATTR_NODEV;
+    }
+    if !attrs.is_empty() {
+        mount_setattr(tree.as_fd(), true, attrs, None).map_err(mount_err(what.clone(), path))?;
+    }
+    rustix::mount::move_mount(
+        &tree,
+        "",
+        &target,
+        "",
+        rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+            | rustix::mount::MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(mount_err(what, path))
 }
 
 fn mount_proc_default(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
     mount_fs(
         root,
         "/proc",
-        "proc",
+        ("proc", PROC_SUPER_MAGIC),
         MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         "",
     )
@@ -628,14 +830,22 @@ fn mount_proc_default(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
 
 fn mount_sys_default(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
     let flags = MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-    match mount_fs(root, "/sys", "sysfs", flags, "") {
+    match mount_fs(root, "/sys", ("sysfs", SYSFS_MAGIC), flags, "") {
         Ok(()) => Ok(()),
         // Without the privilege to mount a sysfs (e.g. in a user namespace), show the
         // host's, read-only.
         Err(RootfsError::Mount {
             source: Errno::PERM | Errno::ACCESS | Errno::BUSY,
             ..
-        }) => bind_into(root, Path::new("/sys"), "/sys", true, true),
+        }) => {
+            let target = open_no_symlinks(root, "/sys", true)?;
+            expect_kind(&target, "/sys", true)?;
+            rustix::mount::mount_bind_recursive("/sys", fd_path(&target))
+                .map_err(mount_err("/sys", "/sys"))?;
+            let mounted = open_no_symlinks(root, "/sys", false)?;
+            expect_fs(mounted.as_fd(), "/sys", SYSFS_MAGIC, "sysfs")?;
+            make_readonly(&mounted, "/sys")
+        }
         Err(e) => Err(e),
     }
 }
@@ -654,40 +864,50 @@ fn mount_dev_default(
     root: BorrowedFd<'_>,
     userns: Option<&UserNamespace>,
 ) -> Result<(), RootfsError> {
+    // nodev: a device node the app makes here (it keeps CAP_MKNOD) opens nothing.
     mount_fs(
         root,
         "/dev",
-        "tmpfs",
-        MountFlags::NOSUID | MountFlags::STRICTATIME,
+        ("tmpfs", TMPFS_MAGIC),
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::STRICTATIME,
         "mode=0755,size=65536k",
     )?;
-    let dev = open_in_root(root, "/dev", Create::No)?;
+    let dev = open_no_symlinks(root, "/dev", false)?;
     let device = |name: &str| {
         let name = name.to_string();
         move |source| RootfsError::Device { name, source }
     };
+    // The devices every app gets are the host's nodes, each bound in as a mount of
+    // its own (a bind keeps the flags of the host's /dev, so they open although the
+    // tmpfs under them is nodev).
     for (name, major, minor) in DEVICES {
-        let mode = Mode::from_raw_mode(0o666);
-        match rustix::fs::mknodat(
+        let host = Path::new("/dev").join(name);
+        let meta = fs::metadata(&host).map_err(|e| RootfsError::Stat {
+            path: host.clone(),
+            source: e,
+        })?;
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_char_device() || meta.rdev() != rustix::fs::makedev(*major, *minor)
+        {
+            return Err(RootfsError::Device {
+                name: name.to_string(),
+                source: Errno::NODEV,
+            });
+        }
+        let file = rustix::fs::openat(
             &dev,
             *name,
-            FileType::CharacterDevice,
-            mode,
-            rustix::fs::makedev(*major, *minor),
-        ) {
-            Ok(()) => {
-                rustix::fs::chmodat(&dev, *name, mode, AtFlags::empty()).map_err(device(name))?
-            }
-            // No CAP_MKNOD (user namespace): show the host's node instead.
-            Err(Errno::PERM) => bind_into(
-                root,
-                &Path::new("/dev").join(name),
-                &format!("/dev/{name}"),
-                false,
-                false,
-            )?,
-            Err(e) => return Err(device(name)(e)),
-        }
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o666),
+        )
+        .map_err(device(name))?;
+        drop(file);
+        let target = open_path(dev.as_fd(), name).map_err(|e| RootfsError::Resolve {
+            path: format!("/dev/{name}"),
+            source: e,
+        })?;
+        rustix::mount::mount_bind(&host, fd_path(&target))
+            .map_err(mount_err(host.display().to_string(), name))?;
     }
 
     let mut pts_options = "newinstance,ptmxmode=0666,mode=0620".to_string();
@@ -698,14 +918,14 @@ fn mount_dev_default(
     mount_fs(
         root,
         "/dev/pts",
-        "devpts",
+        ("devpts", DEVPTS_SUPER_MAGIC),
         MountFlags::NOSUID | MountFlags::NOEXEC,
         &pts_options,
     )?;
     mount_fs(
         root,
         "/dev/shm",
-        "tmpfs",
+        ("tmpfs", TMPFS_MAGIC),
         MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         "mode=1777,size=65536k",
     )?;
@@ -820,7 +1040,19 @@ fn mount_volumes(
                 source: e,
             });
         }
-        bind_into(root, &source, &m.path, true, read_only)?;
+        // Device nodes in a volume do not open, unless the volume is a device or a
+        // part of the host's /dev (a hostPath the operator gave for its devices).
+        let nodev = !is_device_source(&source);
+        bind_into(
+            root,
+            &source,
+            &m.path,
+            Bind {
+                recursive: true,
+                read_only,
+                nodev,
+            },
+        )?;
     }
     Ok(())
 }
@@ -967,22 +1199,81 @@ pub fn ensure_pod_files(
 }
 
 fn mount_etc_files(root: BorrowedFd<'_>, files: &PodFiles) -> Result<(), RootfsError> {
-    bind_into(root, &files.hosts, "/etc/hosts", false, true)?;
-    bind_into(root, &files.resolv_conf, "/etc/resolv.conf", false, true)
+    let file = Bind {
+        recursive: false,
+        read_only: true,
+        nodev: true,
+    };
+    bind_into(root, &files.hosts, "/etc/hosts", file)?;
+    bind_into(root, &files.resolv_conf, "/etc/resolv.conf", file)
 }
 
-/// Hides each existing path: `/dev/null` over files, an empty read-only tmpfs over
-/// directories. Absent paths are skipped.
-fn mask_paths(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), RootfsError> {
-    for path in paths {
-        let fd = match open_in_root(root, path, Create::No) {
-            Ok(fd) => fd,
+/// The kernel filesystem (its `statfs` magic and name) a mask or read-only path
+/// under `/proc` or `/sys` lives on; `None` for other paths.
+fn kernel_fs_of(path: &str) -> Option<(i64, &'static str)> {
+    match check_path_in_root(path).ok()?.first() {
+        Some(&"proc") => Some((PROC_SUPER_MAGIC, "proc")),
+        Some(&"sys") => Some((SYSFS_MAGIC, "sysfs")),
+        _ => None,
+    }
+}
+
+/// Opens a mask or read-only path, failing closed. Under `/proc` and `/sys` no
+/// component may be a symlink and the path's directory must be on the kernel
+/// filesystem mounted there (an image cannot steer a mask away from what it
+/// protects); a path the kernel does not have (its directory is the real procfs or
+/// sysfs, the entry is absent: a feature this kernel lacks) is `None`. Other paths are
+/// resolved in the root as usual, `None` when absent.
+fn open_protected(root: BorrowedFd<'_>, path: &str) -> Result<Option<OwnedFd>, RootfsError> {
+    let Some((magic, fs_name)) = kernel_fs_of(path) else {
+        return match open_in_root(root, path, Create::No) {
+            Ok(fd) => Ok(Some(fd)),
             Err(RootfsError::Resolve { source, .. })
                 if source.kind() == io::ErrorKind::NotFound =>
             {
-                continue
+                Ok(None)
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
+        };
+    };
+    let parts = check_path_in_root(path)?;
+    let (leaf, dirs) = parts.split_last().ok_or(RootfsError::InvalidPath {
+        path: path.to_string(),
+        reason: "names the root",
+    })?;
+    let parent_path = format!("/{}", dirs.join("/"));
+    let parent = open_no_symlinks(root, &parent_path, false)?;
+    expect_kind(&parent, &parent_path, true)?;
+    expect_fs(parent.as_fd(), &parent_path, magic, fs_name)?;
+    let fd = match open_path(parent.as_fd(), leaf) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(RootfsError::Resolve {
+                path: path.to_string(),
+                source,
+            })
+        }
+    };
+    let stat = rustix::fs::fstat(&fd).map_err(|e| RootfsError::Resolve {
+        path: path.to_string(),
+        source: e.into(),
+    })?;
+    if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink {
+        return Err(RootfsError::KernelPathSymlink {
+            path: path.to_string(),
+            target: String::new(),
+        });
+    }
+    Ok(Some(fd))
+}
+
+/// Hides each path: `/dev/null` over files, an empty read-only tmpfs over
+/// directories. See [`open_protected`] for what is refused and what skipped.
+fn mask_paths(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), RootfsError> {
+    for path in paths {
+        let Some(fd) = open_protected(root, path)? else {
+            continue;
         };
         let stat = rustix::fs::fstat(&fd).map_err(|e| RootfsError::Resolve {
             path: path.clone(),
@@ -1005,23 +1296,56 @@ fn mask_paths(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), RootfsError>
     Ok(())
 }
 
-/// Makes each existing path read-only (bound onto itself, then remounted).
+/// Makes each path read-only, recursively (bound onto itself, then every mount at
+/// and below it made read-only). See [`open_protected`].
 fn readonly_paths(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), RootfsError> {
     for path in paths {
-        let fd = match open_in_root(root, path, Create::No) {
-            Ok(fd) => fd,
-            Err(RootfsError::Resolve { source, .. })
-                if source.kind() == io::ErrorKind::NotFound =>
-            {
-                continue
-            }
-            Err(e) => return Err(e),
+        let Some(fd) = open_protected(root, path)? else {
+            continue;
         };
-        let p = fd_path(&fd);
-        rustix::mount::mount_bind_recursive(&p, &p).map_err(mount_err("itself", path))?;
-        remount_readonly_in_root(root, path)?;
+        use rustix::mount::OpenTreeFlags as F;
+        let tree = rustix::mount::open_tree(
+            &fd,
+            "",
+            F::OPEN_TREE_CLONE | F::OPEN_TREE_CLOEXEC | F::AT_RECURSIVE | F::AT_EMPTY_PATH,
+        )
+        .map_err(mount_err("itself", path))?;
+        mount_setattr(
+            tree.as_fd(),
+            true,
+            rustix::mount::MountAttrFlags::MOUNT_ATTR_RDONLY,
+            None,
+        )
+        .map_err(|source| RootfsError::Remount {
+            path: path.clone(),
+            source,
+        })?;
+        rustix::mount::move_mount(
+            &tree,
+            "",
+            &fd,
+            "",
+            rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+                | rustix::mount::MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+        .map_err(mount_err("itself", path))?;
     }
     Ok(())
+}
+
+/// Whether a volume's host source is a device node or lies in the host's `/dev`
+/// (the operator handed the pod devices): such volumes keep device nodes working.
+fn is_device_source(source: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = fs::metadata(source) else {
+        return false;
+    };
+    if meta.file_type().is_char_device() || meta.file_type().is_block_device() {
+        return true;
+    }
+    fs::canonicalize(source)
+        .map(|p| p.starts_with("/dev"))
+        .unwrap_or(false)
 }
 
 /// Builds the default flavor's root for `app` at `<pod>/apps/<app>/rootfs`: overlay,
@@ -1067,9 +1391,14 @@ pub fn setup_fly(
     mount_overlay(&app.image, &dirs, None)?;
     let root = open_dir(&dirs.rootfs)?;
     let root = root.as_fd();
-    bind_into(root, Path::new("/proc"), "/proc", true, false)?;
-    bind_into(root, Path::new("/sys"), "/sys", true, true)?;
-    bind_into(root, Path::new("/dev"), "/dev", true, false)?;
+    let host = |read_only| Bind {
+        recursive: true,
+        read_only,
+        nodev: false,
+    };
+    bind_into(root, Path::new("/proc"), "/proc", host(false))?;
+    bind_into(root, Path::new("/sys"), "/sys", host(true))?;
+    bind_into(root, Path::new("/dev"), "/dev", host(false))?;
     mount_volumes(root, pod_dir, cfg, app)?;
     mount_etc_files(root, &files)?;
     Ok(dirs.rootfs)
@@ -1105,32 +1434,108 @@ pub fn chroot_into(new_root: &Path) -> Result<(), RootfsError> {
 /// (volumes, `/proc`, `/dev`) keep their own flags.
 pub fn remount_root_readonly() -> Result<(), RootfsError> {
     let root = open_dir(Path::new("/"))?;
-    remount_readonly_fd(&root, "/")
+    // Only the root's own mount: volumes and kernel filesystems keep their flags.
+    mount_setattr(
+        root.as_fd(),
+        false,
+        rustix::mount::MountAttrFlags::MOUNT_ATTR_RDONLY,
+        None,
+    )
+    .map_err(|source| RootfsError::Remount {
+        path: "/".to_string(),
+        source,
+    })
 }
 
 /// Creates the working directory if missing (like Docker: directories 0755 owned by
 /// the app's uid and gid) and makes it the current directory. Runs inside the app's
 /// root, before the root is made read-only.
+///
+/// The path comes from the image or the manifest, so it is resolved as
+/// [`open_in_root`] resolves paths: inside the root, never through procfs' magic links
+/// (a working directory of `/proc/1/root`, or an image's `/w -> /proc/1/root`, would
+/// otherwise be the host's root, entered with stage1's privileges: runc's
+/// CVE-2024-21626 class). Missing directories are made and owned through
+/// descriptors, and the directory is entered with `fchdir` on the handle resolved.
 pub fn enter_working_dir(path: &str, uid: u32, gid: u32) -> Result<(), RootfsError> {
     let dir = if path.is_empty() { "/" } else { path };
-    check_path_in_root(dir)?;
-    let mut current = PathBuf::from("/");
-    for part in check_path_in_root(dir)? {
-        current.push(part);
-        match fs::DirBuilder::new().mode(0o755).create(&current) {
-            Ok(()) => std::os::unix::fs::chown(&current, Some(uid), Some(gid)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(e),
-        }
-        .map_err(|source| RootfsError::WorkingDir {
-            path: dir.to_string(),
-            source,
-        })?;
-    }
-    rustix::process::chdir(dir).map_err(|source| RootfsError::Chdir {
+    let root = open_dir(Path::new("/"))?;
+    let fd = make_working_dir(root.as_fd(), dir, uid, gid)?;
+    rustix::process::fchdir(&fd).map_err(|source| RootfsError::Chdir {
         path: dir.to_string(),
         source,
     })
+}
+
+/// `dir` under `root`, created (0755, owned by `uid`:`gid`) where missing.
+fn make_working_dir(
+    root: BorrowedFd<'_>,
+    dir: &str,
+    uid: u32,
+    gid: u32,
+) -> Result<OwnedFd, RootfsError> {
+    let parts = check_path_in_root(dir)?;
+    let wd_err = |source: io::Error| RootfsError::WorkingDir {
+        path: dir.to_string(),
+        source,
+    };
+    let mut current = dup(root).map_err(wd_err)?;
+    let mut prefix = String::new();
+    for name in parts {
+        prefix.push('/');
+        prefix.push_str(name);
+        current = match open_in_root(root, &prefix, Create::No) {
+            Ok(fd) => fd,
+            Err(RootfsError::Resolve { source, .. })
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                match rustix::fs::mkdirat(&current, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) => {
+                        let made = rustix::fs::openat(
+                            &current,
+                            name,
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .map_err(|e| wd_err(e.into()))?;
+                        rustix::fs::fchown(
+                            &made,
+                            Some(rustix::fs::Uid::from_raw(uid)),
+                            Some(rustix::fs::Gid::from_raw(gid)),
+                        )
+                        .map_err(|e| wd_err(e.into()))?;
+                        made
+                    }
+                    // A dangling symlink (or a racing creator): follow it in the root,
+                    // creating what it points to.
+                    Err(Errno::EXIST) => open_in_root(root, &prefix, Create::Dir)?,
+                    Err(e) => return Err(wd_err(e.into())),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        expect_kind(&current, &prefix, true)?;
+    }
+    Ok(current)
+}
+
+/// Enters `path` inside the current root as [`enter_working_dir`] resolves it,
+/// without creating anything (for `enter` and exec probes); `/` when it cannot.
+pub fn chdir_in_root(path: &str) -> Result<(), Errno> {
+    let root = rustix::fs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let fd = match open_in_root(
+        root.as_fd(),
+        if path.is_empty() { "/" } else { path },
+        Create::No,
+    ) {
+        Ok(fd) if expect_kind(&fd, path, true).is_ok() => fd,
+        _ => root,
+    };
+    rustix::process::fchdir(&fd)
 }
 
 #[cfg(test)]
@@ -1407,6 +1812,11 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn mount_attr_is_the_kernels_first_version() {
+        assert_eq!(std::mem::size_of::<MountAttr>(), 32, "MOUNT_ATTR_SIZE_VER0");
     }
 
     #[test]

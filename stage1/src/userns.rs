@@ -20,7 +20,7 @@
 //! `enter` joins it last, after the app's other namespaces.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -144,42 +144,14 @@ pub fn idmapped_tree(path: &Path, ns: BorrowedFd<'_>) -> Result<OwnedFd, UsernsE
     Ok(tree)
 }
 
-/// `struct mount_attr` of `mount_setattr(2)`.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-/// `MOUNT_ATTR_IDMAP` on the detached mount `tree` (rustix has no `mount_setattr`).
+/// `MOUNT_ATTR_IDMAP` on the detached mount `tree`.
 fn set_idmap(tree: BorrowedFd<'_>, ns: BorrowedFd<'_>) -> Result<(), Errno> {
-    let attr = MountAttr {
-        attr_set: u64::from(rustix::mount::MountAttrFlags::MOUNT_ATTR_IDMAP.bits()),
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: ns.as_raw_fd() as u64,
-    };
-    #[allow(unsafe_code)]
-    // SAFETY: mount_setattr reads `size_of::<MountAttr>()` bytes from `attr`, a
-    // properly laid out (`repr(C)`, the kernel's MOUNT_ATTR_SIZE_VER0) value that
-    // outlives the call, and a NUL-terminated empty path; both descriptors are open for
-    // the whole call (borrowed). Nothing is written to our memory.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::IO));
-    }
-    Ok(())
+    crate::rootfs::mount_setattr(
+        tree,
+        false,
+        rustix::mount::MountAttrFlags::MOUNT_ATTR_IDMAP,
+        Some(ns),
+    )
 }
 
 /// Container id of the overflow user and group ("nobody"), what ids outside the
@@ -225,6 +197,5 @@ mod tests {
             host_ids(Some(&u), 70000, 1 << 20),
             ((1 << 28) + 65534, (1 << 28) + 65536 + 65534)
         );
-        assert_eq!(std::mem::size_of::<MountAttr>(), 32, "MOUNT_ATTR_SIZE_VER0");
     }
 }

@@ -673,6 +673,7 @@ impl Reader<'_> {
             stage1: rkt.stage1,
             networks: rkt.networks,
             replace: rkt.replace,
+            image_privileges: rkt.image_privileges,
             init_containers: spec.init_containers,
             containers: spec.containers,
             volumes: spec.volumes,
@@ -712,6 +713,7 @@ impl Reader<'_> {
                 vec![DEFAULT_NETWORK.to_string()]
             },
             replace: ReplaceStrategy::StopFirst,
+            image_privileges: false,
         };
         let mut stage1_pos = None;
         for (key, value, pos) in entries {
@@ -745,6 +747,15 @@ impl Reader<'_> {
                     );
                 }
                 schema::ANNOTATION_SECCOMP => {}
+                schema::ANNOTATION_IMAGE_PRIVILEGES => match value.as_str() {
+                    "allow" => choices.image_privileges = true,
+                    "deny" => choices.image_privileges = false,
+                    other => self.error(
+                        *pos,
+                        &field,
+                        format!("unknown image privileges choice {other}: use deny or allow"),
+                    ),
+                },
                 schema::ANNOTATION_NETWORKS => {
                     if host_network {
                         self.error(
@@ -1780,6 +1791,7 @@ struct RktChoices {
     stage1: Flavor,
     networks: Vec<String>,
     replace: ReplaceStrategy,
+    image_privileges: bool,
 }
 
 #[derive(Default)]

@@ -10,8 +10,10 @@
 //!
 //! rkt-specific choices are annotations: `rkt.io/stage1` (`default` | `fly`),
 //! `rkt.io/networks` (comma-separated network names, default `default`),
-//! `rkt.io/replace` (`stop-first` | `start-first`) and `rkt.io/seccomp` (`default` |
-//! `unconfined`, for every container that sets no `seccompProfile`).
+//! `rkt.io/replace` (`stop-first` | `start-first`), `rkt.io/seccomp` (`default` |
+//! `unconfined`, for every container that sets no `seccompProfile`) and
+//! `rkt.io/image-privileges` (`deny` | `allow`: whether the images' own isolators may
+//! widen what their apps may do, e.g. keep capabilities beyond the default set).
 
 mod convert;
 mod schema;
@@ -146,6 +148,10 @@ pub struct DesiredPod {
     pub networks: Vec<String>,
     /// Annotation `rkt.io/replace`.
     pub replace: ReplaceStrategy,
+    /// Annotation `rkt.io/image-privileges: allow`: the images' isolators may widen
+    /// what their apps may do (default `deny`: they may only narrow it).
+    #[serde(default)]
+    pub image_privileges: bool,
     pub init_containers: Vec<DesiredContainer>,
     pub containers: Vec<DesiredContainer>,
     pub volumes: Vec<DesiredVolume>,
@@ -317,6 +323,9 @@ impl DesiredPod {
             // Left out when false, so pods without hostUsers keep their hashes.
             #[serde(skip_serializing_if = "std::ops::Not::not")]
             private_users: bool,
+            // Left out when false, so existing pods keep their hashes.
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            image_privileges: bool,
             hostname: &'a Option<String>,
             termination_grace_period_secs: u64,
             stage1: Flavor,
@@ -338,6 +347,7 @@ impl DesiredPod {
             restart_policy: self.restart_policy,
             host_network: self.host_network,
             private_users: self.private_users,
+            image_privileges: self.image_privileges,
             hostname: &self.hostname,
             termination_grace_period_secs: self.termination_grace_period_secs,
             stage1: self.stage1,

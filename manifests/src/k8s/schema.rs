@@ -466,11 +466,13 @@ pub(crate) const ANNOTATION_STAGE1: &str = "rkt.io/stage1";
 pub(crate) const ANNOTATION_NETWORKS: &str = "rkt.io/networks";
 pub(crate) const ANNOTATION_REPLACE: &str = "rkt.io/replace";
 pub(crate) const ANNOTATION_SECCOMP: &str = "rkt.io/seccomp";
+pub(crate) const ANNOTATION_IMAGE_PRIVILEGES: &str = "rkt.io/image-privileges";
 pub(crate) const RKT_ANNOTATIONS: &[&str] = &[
     ANNOTATION_STAGE1,
     ANNOTATION_NETWORKS,
     ANNOTATION_REPLACE,
     ANNOTATION_SECCOMP,
+    ANNOTATION_IMAGE_PRIVILEGES,
 ];
 
 /// Linux capabilities, as of Linux 6.x.

@@ -165,6 +165,7 @@ fn realistic_pod_parses_into_the_exact_desired_pod() {
         stage1: Flavor::Default,
         networks: strings(&["default", "backend"]),
         replace: ReplaceStrategy::StartFirst,
+        image_privileges: false,
         init_containers: vec![DesiredContainer {
             name: "warm-up".into(),
             image: "docker://busybox:1.36".into(),
@@ -2085,6 +2086,51 @@ fn seccomp_errors_name_file_line_and_field() {
     ));
     assert!(
         errors[0].message.contains("did you mean rkt.io/seccomp?"),
+        "{errors:#?}"
+    );
+}
+
+// ---- image privileges ------------------------------------------------------------------
+
+#[test]
+fn image_privileges_annotation() {
+    let plain = one_pod(&base(""));
+    assert!(!plain.image_privileges);
+    let with = |v: &str| {
+        base("").replace(
+            "  name: web\n",
+            &format!("  name: web\n  annotations: {{rkt.io/image-privileges: {v}}}\n"),
+        )
+    };
+    let allowed = one_pod(&with("allow"));
+    assert!(allowed.image_privileges);
+    assert_ne!(
+        allowed.spec_hash, plain.spec_hash,
+        "allowing changes what runs"
+    );
+    let denied = one_pod(&with("deny"));
+    assert!(!denied.image_privileges);
+    assert_eq!(denied.spec_hash, plain.spec_hash, "the default written out");
+
+    let errors = only_errors(&with("yes"));
+    assert_eq!(
+        errors[0].field,
+        "metadata.annotations[rkt.io/image-privileges]"
+    );
+    assert!(
+        errors[0]
+            .message
+            .contains("unknown image privileges choice yes: use deny or allow"),
+        "{errors:#?}"
+    );
+    let errors = only_errors(&base("").replace(
+        "  name: web\n",
+        "  name: web\n  annotations: {rkt.io/image-privilege: allow}\n",
+    ));
+    assert!(
+        errors[0]
+            .message
+            .contains("did you mean rkt.io/image-privileges?"),
         "{errors:#?}"
     );
 }

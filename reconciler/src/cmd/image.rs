@@ -41,7 +41,8 @@ pub enum ImageCommand {
     Extract(UnpackArgs),
     /// Write an image's rootfs with its dependencies applied into a directory.
     Render(UnpackArgs),
-    /// Re-hash images and their rendered trees and report any corruption.
+    /// Re-hash images and their rendered trees and report any corruption; close the
+    /// image store and the pods dir to other users if they were open (and say so).
     Verify {
         /// Images to check (default: all).
         #[arg(value_name = "IMAGE")]
@@ -177,6 +178,16 @@ pub fn run(cli: &Cli, command: &ImageCommand) -> Result<ExitCode> {
             store.touch(&info.id)?;
         }
         ImageCommand::Verify { images } => {
+            // The store was closed as it was opened; the pods dir is checked here.
+            let pods_dir = cli.dirs().pods();
+            let pods = rkt::perms::close_private_dir(&pods_dir, "pods dir")
+                .with_context(|| format!("cannot restrict {}", pods_dir.display()))?;
+            if let Some(t) = &pods {
+                tracing::warn!("SECURITY: {t}");
+            }
+            for t in store.tightened().iter().chain(&pods) {
+                println!("{}\trepaired: {}", t.path.display(), t);
+            }
             let targets = if images.is_empty() {
                 store.list()?
             } else {

@@ -517,6 +517,15 @@ impl Pods {
     /// Open (creating if needed) `<data_dir>/pods` and its state directories.
     pub fn open(data_dir: &Path) -> Result<Pods, PodError> {
         let root = data_dir.join("pods");
+        // Pods' files (their images' setuid binaries among them): root's alone.
+        if let Some(t) = crate::perms::private_dir(&root, "pods dir").map_err(|source| {
+            PodError::CreateStateDir {
+                path: root.clone(),
+                source,
+            }
+        })? {
+            tracing::warn!("SECURITY: {t}");
+        }
         for bucket in Bucket::ALL {
             let path = root.join(bucket.dir_name());
             DirBuilder::new()

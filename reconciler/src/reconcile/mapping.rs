@@ -197,11 +197,14 @@ pub fn to_request(pod: &DesiredPod, ctx: &MapContext) -> Result<Mapped, MapError
         (None, true) => ctx.host_name.clone(),
         (None, false) => Some(pod.key.name.chars().take(63).collect()),
     };
+    let mut pod_insecure = ctx.insecure;
+    // rkt.io/image-privileges: allow (the reconciler's own flag allows it for all pods).
+    pod_insecure.image_privileges |= pod.image_privileges;
     let options = PodOptions {
         hostname,
         volumes,
         flavor: pod.stage1,
-        insecure: ctx.insecure,
+        insecure: pod_insecure,
         stop_grace_period_secs: Some(pod.termination_grace_period_secs.max(1)),
         // The networks themselves are attached as the pod starts
         // (`act::net_mode`: hostNetwork, no network, or the pod's CNI networks).

@@ -28,6 +28,7 @@ pub fn desired_pod(name: &str, hash: &str) -> DesiredPod {
         stage1: Default::default(),
         networks: Vec::new(),
         replace: ReplaceStrategy::StopFirst,
+        image_privileges: false,
         init_containers: Vec::new(),
         containers: Vec::new(),
         volumes: Vec::new(),

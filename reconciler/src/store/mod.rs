@@ -251,6 +251,8 @@ pub struct Store {
     root: PathBuf,
     db_path: PathBuf,
     conn: Mutex<Connection>,
+    /// What [`Store::open`] had to close: `cas` found open to other users.
+    tightened: Vec<crate::perms::Tightened>,
 }
 
 impl Store {
@@ -258,6 +260,18 @@ impl Store {
     /// and delete temp files left by dead imports.
     pub fn open(cas_dir: &Path) -> Result<Store, StoreError> {
         let root = cas_dir.to_path_buf();
+        // Rendered trees hold images' setuid binaries and device nodes: only root may
+        // reach them.
+        let tightened: Vec<_> = crate::perms::private_dir(&root, "image store")
+            .map_err(|source| StoreError::CreateDir {
+                path: root.clone(),
+                source,
+            })?
+            .into_iter()
+            .collect();
+        for t in &tightened {
+            tracing::warn!("SECURITY: {t}");
+        }
         for dir in [
             root.join("blob").join("sha512"),
             root.join("db"),
@@ -276,6 +290,7 @@ impl Store {
             root,
             db_path,
             conn: Mutex::new(conn),
+            tightened,
         };
         let tmp = store.tmp_dir();
         match lock::remove_stale_temp_files(&tmp) {
@@ -288,6 +303,11 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// The private roots [`Store::open`] found open to other users and closed.
+    pub fn tightened(&self) -> &[crate::perms::Tightened] {
+        &self.tightened
     }
 
     /// The `cas` directory.

@@ -256,6 +256,19 @@ fn host_users_false_maps_to_private_users() {
 }
 
 #[test]
+fn image_privileges_annotation_allows_the_images_isolators_for_that_pod_only() {
+    let mut pod = desired_pod("web", "h");
+    pod.containers = vec![container("app", "example.com/app:1.0")];
+    let m = to_request(&pod, &ctx()).unwrap();
+    assert!(!m.request.pod.insecure.image_privileges);
+    pod.image_privileges = true;
+    let m = to_request(&pod, &ctx()).unwrap();
+    assert!(m.request.pod.insecure.image_privileges);
+    // Only the pod's run-time options: fetching is not made less strict.
+    assert_eq!(m.request.insecure, InsecureOptions::default());
+}
+
+#[test]
 fn runtime_adjustments_apply_per_app() {
     let mut rt = RuntimeConfig {
         version: RUNTIME_VERSION,
