@@ -267,10 +267,12 @@ fn kernel_filesystems_are_not_mounted_through_image_symlinks() {
 // ---------------------------------------------------------------------------------
 // 2. Stage1's pid 1 is no door to the host (CVE-2019-5736 class).
 
-/// From inside the pod, stage1's pid 1 (`/proc/1`) leads nowhere: its root, cwd,
-/// descriptors, environment and binary are closed to the app (not dumpable, and the
-/// app lacks `CAP_SYS_PTRACE`), and its binary is a read-only mount in the pod, so
-/// even an app given `CAP_SYS_PTRACE` cannot open it for writing.
+/// From inside the pod, pid 1 (`/proc/1`) leads nowhere: it is not stage1's init
+/// (host root, the host's root directory) but the apps' reaper (no capability, uid
+/// 65534, an empty root); its root, cwd, descriptors, environment and binary are
+/// closed to the app (not dumpable, and the app lacks `CAP_SYS_PTRACE`); and even an
+/// app given `CAP_SYS_PTRACE` finds an empty root there and a binary on a read-only
+/// mount.
 #[test]
 fn stage1_pid_1_is_no_door_to_the_host() {
     need_root!("stage1_pid_1_is_no_door_to_the_host");
@@ -286,10 +288,19 @@ fn stage1_pid_1_is_no_door_to_the_host() {
          t environ 'cat /proc/1/environ'; \
          t exe-read 'head -c 1 /proc/1/exe'; \
          t exe-write 'echo x >> /proc/1/exe'; \
+         t init-is-pid-1 'grep -q init /proc/1/cmdline'; \
          echo DONE"
     );
     let image = hostile_aci(&rkt, "example.com/hostile-pid1", app(&script), |b| b);
-    let names = ["root", "cwd", "fd", "environ", "exe-read", "exe-write"];
+    let names = [
+        "root",
+        "cwd",
+        "fd",
+        "environ",
+        "exe-read",
+        "exe-write",
+        "init-is-pid-1",
+    ];
     let out = run(&rkt, &[], &image, &[]).success();
     let stdout = out.stdout();
     assert!(stdout.contains("DONE"), "{stdout}");
@@ -301,8 +312,9 @@ fn stage1_pid_1_is_no_door_to_the_host() {
         );
         blocked += 1;
     }
-    // With CAP_SYS_PTRACE kept the app may look into pid 1 (see SECURITY.md: that
-    // capability is the host's), but stage1's binary still cannot be written.
+    // With CAP_SYS_PTRACE kept the app may look into pid 1 (control: it reads its
+    // binary), but pid 1 is the apps' reaper, not stage1's init: its root is an empty
+    // tmpfs (the host file is not there) and its binary cannot be written.
     let out = run(
         &rkt,
         &[],
@@ -312,13 +324,19 @@ fn stage1_pid_1_is_no_door_to_the_host() {
     .success();
     let stdout = out.stdout();
     assert!(stdout.contains("THROUGH:exe-read"), "control: {stdout}");
-    assert!(stdout.contains("BLOCKED:exe-write"), "{stdout}");
-    blocked += 1;
+    assert!(stdout.contains("THROUGH:cwd"), "control: {stdout}");
+    for n in ["root", "exe-write", "init-is-pid-1"] {
+        assert!(
+            stdout.contains(&format!("BLOCKED:{n}")),
+            "with CAP_SYS_PTRACE, /proc/1 {n} got through: {stdout}"
+        );
+        blocked += 1;
+    }
     assert_eq!(
         std::fs::read_to_string(&host_marker).unwrap(),
         "host secret\n"
     );
-    tally("stage1_pid_1", names.len() + 1, blocked);
+    tally("stage1_pid_1", names.len() + 3, blocked);
 }
 
 /// The stage1 binary the pod's processes run from is mounted read-only in the pod's

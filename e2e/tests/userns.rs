@@ -201,7 +201,12 @@ fn private_users_map_pod_root_to_an_unprivileged_host_range() {
         .parse()
         .unwrap();
     let children = fs::read_to_string(format!("/proc/{pid1}/task/{pid1}/children")).unwrap();
-    let app_pid: u32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // init's children: the apps' reaper (named stage1) and the app.
+    let app_pid: u32 = children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .find(|p| fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() != "stage1"))
+        .expect("the app among init's children");
     let app_status = fs::read_to_string(format!("/proc/{app_pid}/status")).unwrap();
     assert_eq!(
         status_field(&app_status, "Uid:"),

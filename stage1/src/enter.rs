@@ -114,8 +114,20 @@ fn file_id(path: &Path) -> io::Result<(u64, u64)> {
     Ok((m.dev(), m.ino()))
 }
 
+/// The `PPid:` of a `/proc/<pid>/status` (in the reader's PID namespace).
+fn parse_ppid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The host PID of the process that has PID `ns_pid` in the PID namespace of host
-/// process `pid1`, scanning the procfs at `proc`. `None` if there is none.
+/// process `pid1`, scanning the procfs at `proc`. `None` if there is none. The
+/// process is in that namespace or, like the apps of a default-flavor pod, in the
+/// namespace nested in it whose processes are `pid1`'s children (see `reaper`).
 pub fn find_in_pid_namespace(
     proc: &Path,
     pid1: u32,
@@ -126,6 +138,9 @@ pub fn find_in_pid_namespace(
         path: ns_path,
         source,
     })?;
+    // pid1's namespace, counted from ours: its index in every NSpid list below it.
+    let level = parse_nspid(&read(&proc.join(pid1.to_string()).join("status"))?)
+        .map_or(0, |p| p.len().saturating_sub(1));
     let entries = fs::read_dir(proc).map_err(|source| EnterError::Read {
         path: proc.to_path_buf(),
         source,
@@ -142,10 +157,12 @@ pub fn find_in_pid_namespace(
         let Ok(status) = fs::read_to_string(entry.path().join("status")) else {
             continue;
         };
-        if parse_nspid(&status).and_then(|p| p.last().copied()) != Some(ns_pid) {
+        if parse_nspid(&status).and_then(|p| p.get(level).copied()) != Some(ns_pid) {
             continue;
         }
-        if file_id(&entry.path().join("ns/pid")).ok() == Some(target) {
+        if parse_ppid(&status) == Some(pid1)
+            || file_id(&entry.path().join("ns/pid")).ok() == Some(target)
+        {
             return Ok(Some(pid));
         }
     }
@@ -498,16 +515,21 @@ mod tests {
         );
     }
 
-    /// A fake procfs: pid -> (NSpid line, namespace file to hard-link as ns/pid).
-    fn fake_proc(entries: &[(u32, &str, &str)]) -> tempfile::TempDir {
+    /// A fake procfs: pid -> (NSpid line, namespace file to hard-link as ns/pid,
+    /// parent).
+    fn fake_proc(entries: &[(u32, &str, &str, u32)]) -> tempfile::TempDir {
         let proc = tempfile::tempdir().unwrap();
-        for ns in ["host", "pod", "other"] {
+        for ns in ["host", "pod", "other", "apps", "other-apps"] {
             fs::write(proc.path().join(ns), ns).unwrap();
         }
-        for (pid, nspid, ns) in entries {
+        for (pid, nspid, ns, ppid) in entries {
             let dir = proc.path().join(pid.to_string());
             fs::create_dir_all(dir.join("ns")).unwrap();
-            fs::write(dir.join("status"), format!("Name:\tx\nNSpid:\t{nspid}\n")).unwrap();
+            fs::write(
+                dir.join("status"),
+                format!("Name:\tx\nPPid:\t{ppid}\nNSpid:\t{nspid}\n"),
+            )
+            .unwrap();
             fs::hard_link(proc.path().join(ns), dir.join("ns/pid")).unwrap();
         }
         proc
@@ -525,16 +547,30 @@ mod tests {
     #[test]
     fn the_app_process_is_found_by_its_pid_in_the_pod() {
         let proc = fake_proc(&[
-            (100, "100\t1", "pod"),
-            (101, "101\t2", "pod"),
-            (200, "200\t1", "other"),
-            (201, "201\t2", "other"),
-            (2, "2", "host"),
+            (100, "100\t1", "pod", 50),
+            (101, "101\t2", "pod", 100),
+            (200, "200\t1", "other", 50),
+            (201, "201\t2", "other", 200),
+            (2, "2", "host", 1),
+            // Apps in the namespaces nested in each pod's (their reapers are 1 there).
+            (102, "102\t4\t2", "apps", 100),
+            (202, "202\t4\t2", "other-apps", 200),
+            // A grandchild in the nested namespace: not an app's own process.
+            (103, "103\t5\t3", "apps", 102),
         ]);
         assert_eq!(
             find_in_pid_namespace(proc.path(), 100, 2).unwrap(),
             Some(101)
         );
+        assert_eq!(
+            find_in_pid_namespace(proc.path(), 100, 4).unwrap(),
+            Some(102)
+        );
+        assert_eq!(
+            find_in_pid_namespace(proc.path(), 200, 4).unwrap(),
+            Some(202)
+        );
+        assert_eq!(find_in_pid_namespace(proc.path(), 100, 5).unwrap(), None);
         assert_eq!(
             find_in_pid_namespace(proc.path(), 200, 2).unwrap(),
             Some(201)

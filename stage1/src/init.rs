@@ -72,6 +72,8 @@ pub enum InitError {
     Wait(#[source] io::Error),
     #[error("an interactive pod has exactly one app; this one has {0}")]
     InteractiveApps(usize),
+    #[error(transparent)]
+    Reaper(#[from] crate::reaper::ReaperError),
 }
 
 /// Write `bytes` to `path` through a temporary file in the same directory and a rename,
@@ -359,10 +361,17 @@ struct Supervisor<'a> {
     stopping: bool,
     /// The pod's user namespace, for the apps.
     userns: Option<OwnedFd>,
+    /// Default flavor: our own PID namespace, and the apps' nested one with its reaper
+    /// (made when the first app starts, again if the reaper is gone).
+    own_pidns: Option<crate::reaper::OwnNamespace>,
+    apps_ns: Option<crate::reaper::AppsNamespace>,
 }
 
 impl<'a> Supervisor<'a> {
     fn spawn(&mut self, idx: usize) -> Result<(), InitError> {
+        if let (Some(own), None) = (&self.own_pidns, &self.apps_ns) {
+            self.apps_ns = Some(crate::reaper::AppsNamespace::start(own)?);
+        }
         let cfg = self.cfg;
         let pty = self.pty.as_ref();
         let run = &mut self.apps[idx];
@@ -420,7 +429,12 @@ impl<'a> Supervisor<'a> {
         }
         let restart = matches!(run.phase, Phase::BackOff { .. });
         run.started_at = SystemTime::now();
-        let mut child = cmd.spawn().map_err(spawn_err)?;
+        // Default flavor: the app is our child, in the apps' PID namespace.
+        let mut child = match (&self.own_pidns, &self.apps_ns) {
+            (Some(own), Some(ns)) => ns.spawn_in(own, || cmd.spawn())?,
+            _ => cmd.spawn(),
+        }
+        .map_err(spawn_err)?;
         let pid = Pid::from_child(&child);
         run.phase = Phase::Running {
             pid,
@@ -514,6 +528,12 @@ impl<'a> Supervisor<'a> {
     }
 
     fn exited(&mut self, pid: Pid, status: WaitStatus) -> Result<(), InitError> {
+        if self.apps_ns.as_ref().is_some_and(|ns| ns.pid == pid) {
+            // Its namespace ended with it (the kernel killed the apps in it); the next
+            // app to start gets a new one.
+            self.apps_ns = None;
+            return Ok(());
+        }
         if self.prober.reaped(pid, status)? {
             return Ok(());
         }
@@ -830,6 +850,12 @@ pub fn supervise(
         init_failed: false,
         stopping: false,
         userns: opts.userns,
+        own_pidns: if opts.fly {
+            None
+        } else {
+            Some(crate::reaper::OwnNamespace::open()?)
+        },
+        apps_ns: None,
     };
     let mut relay = opts.relay;
     let result = sup.run_loop(watch, &mut relay);

@@ -11,6 +11,7 @@ mod launch;
 mod logs;
 mod probe;
 mod pty;
+mod reaper;
 mod rootfs;
 mod seccomp;
 mod security;
@@ -171,6 +172,7 @@ fn main() -> ExitCode {
             "app-exec" => cmd_app_exec(&args),
             "enter" => cmd_enter(&args),
             "gc" => cmd_gc(&args.pod_dir()?),
+            "reaper" => reaper::run().context("the apps' reaper failed"),
             "userns-child" => userns::child_main()
                 .map(|()| 0)
                 .context("cannot create a user namespace"),

@@ -338,9 +338,10 @@ fn two_apps_share_the_pod_pid_namespace() {
     for (me, other) in [("a", "b"), ("b", "a")] {
         let log = pod.read(&format!("apps/{me}/log"));
         assert!(log.contains(&format!("{me} sees {other}")), "{me}: {log}");
-        // PID 1 is the pod's init, not the host's.
+        // PID 1 is the pod's reaper (stage1's init is not in the apps' namespace),
+        // not the host's.
         assert!(
-            log.contains(&format!("{me} pid1=/proc/self/exe init")),
+            log.contains(&format!("{me} pid1=/proc/self/exe reaper")),
             "{log}"
         );
         assert!(log.contains(&format!("hostname=rkt-{}", pod.uuid)), "{log}");
@@ -586,8 +587,19 @@ fn sigkill_of_run_takes_the_pod_down_and_releases_the_lock() {
     pod.wait_ready();
     let init: u32 = pod.read("pid").trim().parse().unwrap();
     let ns = pid_ns(init).expect("the pod's init runs");
+    // The apps live in a PID namespace nested in init's, whose pid 1 is the reaper.
+    let apps_ns = || {
+        fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| pid_ns(p.parse().ok()?))
+            .find(|n| *n != ns)
+    };
+    let mut apps = String::new();
     poll_until("all pod processes", LONG, || {
-        processes_in_pid_ns(&ns).len() >= 4
+        apps = apps_ns().unwrap_or_default();
+        // The reaper, a's two sleeps, b's sleep.
+        !apps.is_empty() && processes_in_pid_ns(&apps).len() >= 4
     });
 
     let lock = File::open(&pod.dir).unwrap();
@@ -598,7 +610,7 @@ fn sigkill_of_run_takes_the_pod_down_and_releases_the_lock() {
     let st = running.wait(&pod, LONG);
     assert_eq!(st.signal(), Some(9));
     poll_until("the pod's processes to die", LONG, || {
-        processes_in_pid_ns(&ns).is_empty()
+        processes_in_pid_ns(&ns).is_empty() && processes_in_pid_ns(&apps).is_empty()
     });
     poll_until("the lock to be released", LONG, try_lock);
     pod.finish();
