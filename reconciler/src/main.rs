@@ -3,6 +3,7 @@
 
 mod cmd;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -68,6 +69,7 @@ pub enum Command {
     #[command(subcommand)]
     Image(cmd::image::ImageCommand),
     /// Fetch images, prepare a pod and run it (rkt's IMAGE [flags] [-- args] [--- IMAGE...]).
+    #[command(after_help = cmd::run::RUN_EXAMPLES)]
     Run(cmd::run::RunArgs),
     /// Prepare a pod to run later with run-prepared; prints its UUID.
     Prepare(cmd::run::PrepareArgs),
@@ -91,11 +93,17 @@ pub enum Command {
     Logs(cmd::pods::LogsArgs),
     /// Keep this host's pods equal to a directory of Kubernetes Pod YAML
     /// (`rkt reconcile status` shows how that goes).
+    #[command(after_help = cmd::reconcile::RECONCILE_EXAMPLES)]
     Reconcile(cmd::reconcile::ReconcileArgs),
     /// Validate Pod manifests and put them into the pods dir.
+    #[command(after_help = cmd::reconcile::APPLY_EXAMPLES)]
     Apply(cmd::reconcile::ApplyArgs),
     /// Take Pod manifests out of the pods dir (their pods are stopped and removed).
     Delete(cmd::reconcile::DeleteArgs),
+    /// Print a shell completion script: rkt completion bash >/etc/bash_completion.d/rkt
+    Completion(cmd::shell::CompletionArgs),
+    /// Write man pages (rkt.1, rkt-run.1, ...) into a directory.
+    Man(cmd::shell::ManArgs),
     /// Print the version.
     Version,
 }
@@ -135,6 +143,8 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => cmd::reconcile::reconcile(&cli, args),
         Command::Apply(args) => cmd::reconcile::apply(&cli, args),
         Command::Delete(args) => cmd::reconcile::delete(&cli, args),
+        Command::Completion(args) => cmd::shell::completion(args),
+        Command::Man(args) => cmd::shell::man(args),
         Command::Version => {
             println!("rkt Version: {}", env!("CARGO_PKG_VERSION"));
             println!("appc Version: {}", manifests::appc::AC_VERSION);
@@ -169,11 +179,23 @@ fn init_logging(debug: bool, service: bool) {
     } else {
         tracing::Level::WARN
     };
+    let colour = log_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(colour)
         .init();
+}
+
+/// Colour log lines only for a person at a terminal: never in a file, a pipe or the
+/// journal (escape codes there are noise), and not when `NO_COLOR` is set to anything
+/// but the empty string (no-color.org).
+fn log_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]
@@ -184,6 +206,54 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(log_colour(true, None));
+        assert!(log_colour(true, Some(OsStr::new(""))));
+        assert!(!log_colour(true, Some(OsStr::new("1"))));
+        assert!(!log_colour(false, None));
+        assert!(!log_colour(false, Some(OsStr::new("1"))));
+    }
+
+    /// Every `rkt ...` line of the `--help` examples parses, a `run` line's apps too.
+    #[test]
+    fn help_examples_are_valid_command_lines() {
+        let mut checked = 0;
+        for (name, text) in [
+            ("run", cmd::run::RUN_EXAMPLES),
+            ("apply", cmd::reconcile::APPLY_EXAMPLES),
+            ("reconcile", cmd::reconcile::RECONCILE_EXAMPLES),
+        ] {
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("rkt "))
+                .collect();
+            assert!(
+                (3..=5).contains(&lines.len()),
+                "{name}: {} examples",
+                lines.len()
+            );
+            for line in lines {
+                let cli = Cli::try_parse_from(line.split_whitespace())
+                    .unwrap_or_else(|e| panic!("{line}: {e}"));
+                if let Command::Run(args) = &cli.command {
+                    rkt::run_args::parse_apps(&args.pod.apps)
+                        .unwrap_or_else(|e| panic!("{line}: {e}"));
+                }
+                checked += 1;
+            }
+            let help = Cli::command()
+                .find_subcommand_mut(name)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(help.contains("Examples:"), "{name} --help lacks examples");
+        }
+        assert!(checked >= 9);
     }
 
     #[test]

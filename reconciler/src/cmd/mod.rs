@@ -6,6 +6,7 @@ pub mod image;
 pub mod pods;
 pub mod reconcile;
 pub mod run;
+pub mod shell;
 pub mod trust;
 
 use anyhow::{Context, Result};

@@ -19,6 +19,30 @@ use rkt::reconcile::status::{self, Phase, StatusFile};
 use super::image::Format;
 use crate::Cli;
 
+/// `rkt reconcile --help` examples. Each `rkt` line is parsed by a unit test.
+pub const RECONCILE_EXAMPLES: &str = "\
+Examples:
+  # The service: keep the pods of /etc/rkt/pods.d running (examples/rkt-reconcile.service)
+  rkt reconcile
+  # One pass over a directory, for scripts and CI: exit 0 once every pod is up
+  rkt reconcile --once --pods-dir ./pods
+  # Refuse to act while others than root can write the pods, trust or net.d dirs
+  rkt reconcile --strict-permissions --resync=30s --stop-pods-on-exit
+  # How the manifests' pods are doing: phase, pod, restarts, last error
+  rkt reconcile status --format=json-pretty";
+
+/// `rkt apply --help` examples.
+pub const APPLY_EXAMPLES: &str = "\
+Examples:
+  # Validate a directory of manifests and show what would change; write nothing
+  rkt apply -f examples/pods --dry-run
+  # Put two manifests into the pods dir and wait up to 2 minutes for their pods
+  rkt apply -f web.yaml -f job.yaml --wait=2m
+  # A manifest from standard input
+  rkt apply -f -
+  # Into the pods dir of a reconciler started with --pods-dir
+  rkt apply -f web.yaml --pods-dir /srv/pods";
+
 /// Exit code when manifests are invalid, or pods failed or did not get ready in time.
 const EXIT_PODS: u8 = 1;
 

@@ -17,6 +17,18 @@ use rkt::run_args::{self, MountArg};
 
 use crate::Cli;
 
+/// `rkt run --help` examples. Each `rkt` line is parsed by a unit test.
+pub const RUN_EXAMPLES: &str = "\
+Examples:
+  # A signed image, on the host's network, with arguments for its app
+  rkt run --net=host example.com/busybox:1.36 --exec=/bin/echo -- hello from a pod
+  # A Docker image by tag (no signature to check), with the terminal
+  rkt run --insecure-options=image --interactive docker://alpine:3.20 --exec=/bin/sh
+  # A host directory mounted read-only, a port forwarded, 256 MiB of memory
+  rkt run --volume=data,kind=host,source=/srv/data,readOnly=true --port=http:8080 example.com/web:1.0 --mount=volume=data,target=/data --memory=256Mi
+  # Two apps in one pod, each with its own flags and arguments
+  rkt run example.com/app:1.0 --set-env=MODE=server -- --listen=:80 --- example.com/sidecar:1.0 --user=1000";
+
 /// Flags of the pod (before the first image); per-app flags follow each image.
 #[derive(Debug, Args)]
 pub struct PodArgs {
