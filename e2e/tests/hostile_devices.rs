@@ -132,16 +132,10 @@ try mknod-null mknod /tmp/null2 c 1 3
     )
 }
 
-/// Runs the hostile pod with a volume from `shm`; once the app waits, makes the
-/// disk's node in the volume, lifts the device cgroup if `lift`, and lets it go.
-/// Returns the app's output.
-fn attempt(shm: &Path, (major, minor): (u32, u32), lift: bool) -> String {
-    let rkt = Rkt::new();
-    for f in ["ready", "go", "loop", "rng", "disk2", "port"] {
-        let _ = std::fs::remove_file(shm.join(f));
-    }
+/// A busybox image whose app runs `script` as root.
+fn image(rkt: &Rkt, script: &str) -> PathBuf {
     let app = json!({
-        "exec": ["/bin/sh", "-c", script(major, minor)],
+        "exec": ["/bin/sh", "-c", script],
         "user": "0", "group": "0", "workingDirectory": "/",
     });
     let manifest = json!({
@@ -164,6 +158,18 @@ fn attempt(shm: &Path, (major, minor): (u32, u32), lift: bool) -> String {
     b.manifest_bytes(&serde_json::to_vec(&manifest).unwrap())
         .write(&image)
         .unwrap();
+    image
+}
+
+/// Runs the hostile pod with a volume from `shm`; once the app waits, makes the
+/// disk's node in the volume, lifts the device cgroup if `lift`, and lets it go.
+/// Returns the app's output.
+fn attempt(shm: &Path, (major, minor): (u32, u32), lift: bool) -> String {
+    let rkt = Rkt::new();
+    for f in ["ready", "go", "loop", "rng", "disk2", "port"] {
+        let _ = std::fs::remove_file(shm.join(f));
+    }
+    let image = image(&rkt, &script(major, minor));
     let volume = format!("--volume=dv,kind=host,source={}", shm.display());
     let child = rkt
         .command([
@@ -196,7 +202,7 @@ fn attempt(shm: &Path, (major, minor): (u32, u32), lift: bool) -> String {
     ] {
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &shm.join(name),
+            shm.join(name),
             kind,
             rustix::fs::Mode::from_raw_mode(0o600),
             rustix::fs::makedev(dev.0, dev.1),
@@ -283,4 +289,48 @@ fn device_cgroup_blocks_host_devices_where_nodev_does_not() {
         "no node reached the host's directory"
     );
     tally("device_cgroup", attempted, blocked);
+}
+
+/// An interactive pod (under `script`, which gives `rkt run` a terminal): its own
+/// terminal devices work inside the device cgroup — `/dev/console` (the pty's app
+/// side), a new pty from `/dev/ptmx`, `/dev/tty` — and a host device still does not.
+#[test]
+fn interactive_pods_keep_their_terminal_devices() {
+    if !is_root() {
+        eprintln!("SKIPPED interactive_pods_keep_their_terminal_devices: needs root");
+        return;
+    }
+    if !Path::new("/sys/fs/cgroup/devices/devices.allow").exists() {
+        eprintln!("SKIPPED interactive_pods_keep_their_terminal_devices: no v1 devices hierarchy");
+        return;
+    }
+    let rkt = Rkt::new();
+    let probe = "echo CONSOLE-OK > /dev/console; \
+        if (exec 3<>/dev/ptmx) 2>/dev/null; then echo PTMX-OK; fi; \
+        if (exec 3<>/dev/tty) 2>/dev/null; then echo TTY-OK; fi; \
+        if mknod /tmp/rng c 10 183 2>/tmp/err; then echo RNG-MADE; \
+        elif grep -q 'Operation not permitted' /tmp/err; then echo RNG-EPERM; fi";
+    let image = image(&rkt, probe);
+    let cmd = rkt.command([
+        "--insecure-options=image",
+        "run",
+        "--net=none",
+        "--seccomp=unconfined",
+        "--interactive",
+        image.to_str().unwrap(),
+    ]);
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for want in ["CONSOLE-OK", "PTMX-OK", "TTY-OK", "RNG-EPERM"] {
+        assert!(stdout.contains(want), "{want}: {stdout}");
+    }
 }

@@ -390,6 +390,8 @@ impl PodCgroups {
 }
 
 fn is_cgroup2(dir: &Path) -> bool {
+    // `f_type`'s width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
     rustix::fs::statfs(dir).is_ok_and(|s| s.f_type as i64 == CGROUP2_SUPER_MAGIC)
 }
 
