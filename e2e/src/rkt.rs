@@ -150,6 +150,42 @@ impl Rkt {
     }
 }
 
+impl Rkt {
+    /// The apps' cgroups in a v1 `devices` hierarchy, from every pod's `cgroups` list
+    /// (leaves `.../rkt/<uuid>/<app>` only).
+    pub fn app_device_cgroups(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for list in files_under(&self.data_dir().join("pods")) {
+            if list.file_name().is_none_or(|n| n != "cgroups") {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&list) else {
+                continue;
+            };
+            let dirs: Vec<PathBuf> = serde_json::from_slice(&bytes).unwrap_or_default();
+            out.extend(dirs.into_iter().filter(|d| {
+                d.join("devices.allow").exists()
+                    && d.parent()
+                        .and_then(Path::parent)
+                        .is_some_and(|p| p.ends_with("rkt"))
+            }));
+        }
+        out
+    }
+
+    /// Lift the device cgroup of every app of this installation by hand (`a` to its
+    /// `devices.allow`): what a test does to show an attack works without it.
+    /// Returns how many cgroups were changed.
+    pub fn lift_device_cgroups(&self) -> usize {
+        let dirs = self.app_device_cgroups();
+        for d in &dirs {
+            std::fs::write(d.join("devices.allow"), "a")
+                .unwrap_or_else(|e| panic!("lift {}: {e}", d.display()));
+        }
+        dirs.len()
+    }
+}
+
 /// All regular files below `dir` (none if it does not exist).
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -460,6 +460,10 @@ fn host_disk() -> Option<(u32, u32)> {
     })
 }
 
+/// Two layers stand in the way; each is shown on its own. With the defaults the
+/// device cgroup refuses the `mknod` itself (EPERM) in every place. With the device
+/// cgroup lifted by hand while the pod waits (`a` to the app's `devices.allow`), the
+/// nodes are made, and `nodev` alone keeps them from opening (EACCES).
 #[test]
 fn mknod_of_the_host_disk_opens_nothing_in_any_writable_place() {
     need_root!("mknod_of_the_host_disk_opens_nothing_in_any_writable_place");
@@ -467,7 +471,10 @@ fn mknod_of_the_host_disk_opens_nothing_in_any_writable_place() {
         eprintln!("SKIPPED mknod_of_the_host_disk: no disk in /proc/partitions");
         return;
     };
-    let rkt = Rkt::new();
+    if !Path::new("/sys/fs/cgroup/devices/devices.allow").exists() {
+        eprintln!("SKIPPED mknod_of_the_host_disk: no v1 devices hierarchy to lift by hand");
+        return;
+    }
     let places = ["/dev", "/tmp", "/", "/scratch", "/hostvol", "/dev/shm"];
     // EACCES ("Permission denied") is what a nodev mount answers; a node that reaches
     // the driver gets the driver's answer (data, or ENXIO, EPERM, ...).
@@ -475,7 +482,8 @@ fn mknod_of_the_host_disk_opens_nothing_in_any_writable_place() {
         .iter()
         .map(|d| {
             format!(
-                "mknod {d}/disk-{n} b {major} {minor} && echo MADE:{d}; \
+                "if mknod {d}/disk-{n} b {major} {minor} 2>/tmp/err; then echo MADE:{d}; \
+                 elif grep -q 'Operation not permitted' /tmp/err; then echo REFUSED:{d}; fi; \
                  if head -c 512 {d}/disk-{n} >/dev/null 2>/tmp/err; then echo OPENED:{d}; \
                  elif grep -q 'Permission denied' /tmp/err; then echo NODEV:{d}; \
                  else echo OTHER:{d}:$(cat /tmp/err); fi; ",
@@ -484,31 +492,105 @@ fn mknod_of_the_host_disk_opens_nothing_in_any_writable_place() {
         })
         .collect::<String>()
         // A character device too (/dev/port: its driver answers when reached).
-        + "mknod /dev/port-x c 1 4 && echo MADE:port; \
+        + "if mknod /dev/port-x c 1 4 2>/tmp/err; then echo MADE:port; \
+           elif grep -q 'Operation not permitted' /tmp/err; then echo REFUSED:port; fi; \
            if head -c 1 /dev/port-x >/dev/null 2>/tmp/err; then echo OPENED:port; \
            elif grep -q 'Permission denied' /tmp/err; then echo NODEV:port; \
            else echo OTHER:port:$(cat /tmp/err); fi";
-    let image = hostile_aci(&rkt, "example.com/hostile-mknod", app(&script), |b| b);
-    let hostvol = rkt.scratch().join("hostvol");
-    std::fs::create_dir_all(&hostvol).unwrap();
-    let volume = format!("hostvol,kind=host,source={}", hostvol.display());
-    let out = run(
-        &rkt,
-        &[
-            "--seccomp=unconfined",
-            "--volume=scratch,kind=empty",
-            "--mount=volume=scratch,target=/scratch",
-            &format!("--volume={volume}"),
-            "--mount=volume=hostvol,target=/hostvol",
-        ],
-        &image,
-        &[],
-    )
-    .success();
-    let stdout = out.stdout();
+    // The app waits for the test's go (bounded) in the host volume.
+    let script = format!(
+        "touch /hostvol/ready; i=0; \
+         while [ ! -e /hostvol/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; {script}"
+    );
+    let run_once = |lift: bool| -> (String, PathBuf) {
+        let rkt = Rkt::new();
+        let image = hostile_aci(&rkt, "example.com/hostile-mknod", app(&script), |b| {
+            b.symlink("/bin/sleep", "busybox")
+        });
+        let hostvol = rkt.scratch().join("hostvol");
+        std::fs::create_dir_all(&hostvol).unwrap();
+        let volume = format!("--volume=hostvol,kind=host,source={}", hostvol.display());
+        let child = rkt
+            .command([
+                "--insecure-options=image",
+                "run",
+                "--net=none",
+                "--seccomp=unconfined",
+                "--volume=scratch,kind=empty",
+                "--mount=volume=scratch,target=/scratch",
+                &volume,
+                "--mount=volume=hostvol,target=/hostvol",
+                image.to_str().unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        struct KillOnDrop(Option<std::process::Child>);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                if let Some(mut c) = self.0.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+        }
+        let mut pod = KillOnDrop(Some(child));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !hostvol.join("ready").exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the app never got ready"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if lift {
+            assert_eq!(
+                rkt.lift_device_cgroups(),
+                1,
+                "one app's device cgroup lifted"
+            );
+        }
+        std::fs::write(hostvol.join("go"), "").unwrap();
+        let out = pod.0.take().unwrap().wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Keep the host volume's contents past the installation's removal.
+        let kept = tempfile::tempdir().unwrap().keep();
+        for e in std::fs::read_dir(&hostvol).unwrap().flatten() {
+            std::fs::rename(e.path(), kept.join(e.file_name())).unwrap();
+        }
+        (stdout, kept)
+    };
     let mut blocked = 0;
+    let mut attempted = 0;
+
+    // Defaults: the device cgroup refuses to make the node anywhere.
+    let (stdout, hostvol) = run_once(false);
     for d in places.iter().copied().chain(["port"]) {
-        // The node is made (CAP_MKNOD, unconfined): the attack's first half works...
+        attempted += 1;
+        assert!(
+            stdout.contains(&format!("REFUSED:{d}")),
+            "{d}: mknod not refused by the device cgroup: {stdout}"
+        );
+        assert!(!stdout.contains(&format!("OPENED:{d}")), "{d}: {stdout}");
+        blocked += 1;
+    }
+    assert!(
+        !hostvol.join("disk-_hostvol").exists(),
+        "no node on the host"
+    );
+    let _ = std::fs::remove_dir_all(&hostvol);
+
+    // Device cgroup lifted: the node is made (CAP_MKNOD, unconfined), the attack's
+    // first half works...
+    let (stdout, hostvol) = run_once(true);
+    for d in places.iter().copied().chain(["port"]) {
+        attempted += 1;
         assert!(stdout.contains(&format!("MADE:{d}")), "{d}: {stdout}");
         // ...but it does not reach the device: the mount is nodev.
         assert!(
@@ -524,7 +606,8 @@ fn mknod_of_the_host_disk_opens_nothing_in_any_writable_place() {
     use std::os::unix::fs::FileTypeExt;
     assert!(made.file_type().is_block_device());
     assert_eq!(made.rdev(), rustix::fs::makedev(major, minor));
-    tally("mknod_host_disk", places.len() + 1, blocked);
+    let _ = std::fs::remove_dir_all(&hostvol);
+    tally("mknod_host_disk", attempted, blocked);
 }
 
 // ---------------------------------------------------------------------------------

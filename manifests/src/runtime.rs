@@ -239,6 +239,11 @@ pub struct RuntimeApp {
     /// Readiness is written to `apps/<app>/ready` (present = ready).
     #[serde(default)]
     pub readiness_probe: Option<Probe>,
+    /// The app may open every device (a privileged container): stage1 sets up no
+    /// device cgroup rules for it. Absent means `false`: only the pod's own devices
+    /// and those handed over in `host` volumes (see `docs/stage1.md`).
+    #[serde(default)]
+    pub allow_all_devices: bool,
 }
 
 fn root_dir() -> String {
@@ -513,6 +518,7 @@ mod tests {
                 restart_policy: Default::default(),
                 liveness_probe: None,
                 readiness_probe: None,
+                allow_all_devices: false,
             }],
         };
         let json = serde_json::to_vec(&cfg).unwrap();

@@ -509,6 +509,7 @@ fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecErr
         restart_policy: Default::default(),
         liveness_probe: None,
         readiness_probe: None,
+        allow_all_devices: false,
     })
 }
 

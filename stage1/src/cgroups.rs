@@ -10,8 +10,10 @@ use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use manifests::runtime::RuntimeApp;
+use manifests::runtime::{RuntimeApp, RuntimeConfig};
 use rustix::process::{kill_process, Pid, Signal};
+
+use crate::devices::{self, Allow, DeviceError};
 
 /// Period used for the CPU quota, in microseconds (the kernel's default).
 pub const CPU_PERIOD_US: u64 = 100_000;
@@ -19,6 +21,10 @@ pub const CPU_PERIOD_US: u64 = 100_000;
 const CPU_MIN_QUOTA_US: u64 = 1_000;
 /// Controllers a pod uses: v1 hierarchies joined, v2 controllers enabled.
 const CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+/// The v1 hierarchy of the device cgroup (v2 has no controller: a BPF program).
+const DEVICES_V1: &str = "devices";
+/// `statfs.f_type` of cgroup2.
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 /// Directory under each hierarchy that holds all pods.
 const RKT_DIR: &str = "rkt";
 
@@ -58,6 +64,8 @@ pub enum CgroupError {
     Busy { path: PathBuf, waited: Duration },
     #[error("refusing to remove {path}: not a pod cgroup (no `rkt/<pod>` in its path)")]
     NotPodCgroup { path: PathBuf },
+    #[error("app {app}: {source}")]
+    Devices { app: String, source: DeviceError },
     #[error("invalid cgroup list {path}: {source}")]
     List {
         path: PathBuf,
@@ -88,6 +96,11 @@ pub struct AppCgroups {
     pub memory: Option<PathBuf>,
     /// The directory holding the cpu controller's files, if any.
     pub cpu: Option<PathBuf>,
+    /// v1: the directory in the `devices` hierarchy, if it is mounted. v2: the app's
+    /// cgroup, to which the device program is attached.
+    pub devices: Option<PathBuf>,
+    /// The devices the app may open (see `devices::allow_list`).
+    pub device_allow: Allow,
     pub memory_limit_bytes: Option<u64>,
     pub cpu_millis: Option<u64>,
 }
@@ -116,12 +129,25 @@ fn check_name(what: &'static str, name: &str) -> Result<(), CgroupError> {
     }
 }
 
-/// Work out the cgroup directories of pod `uuid` under `root`.
-pub fn plan(root: &Path, uuid: &str, apps: &[RuntimeApp]) -> Result<PodCgroups, CgroupError> {
+/// Work out the cgroup directories of pod `cfg` under `root`, and the devices each
+/// app may open; `console` is the terminal bound at an interactive pod's
+/// `/dev/console` (major, minor).
+pub fn plan(
+    root: &Path,
+    cfg: &RuntimeConfig,
+    console: Option<(u32, u32)>,
+) -> Result<PodCgroups, CgroupError> {
+    let (uuid, apps) = (cfg.uuid.as_str(), cfg.apps.as_slice());
     check_name("pod uuid", uuid)?;
     for app in apps {
         check_name("app name", &app.name)?;
     }
+    let allow = |app: &RuntimeApp| {
+        devices::allow_list(cfg, app, console).map_err(|source| CgroupError::Devices {
+            app: app.name.clone(),
+            source,
+        })
+    };
     let version = detect(root)?;
     let missing = |app: &RuntimeApp, controller| CgroupError::MissingController {
         app: app.name.clone(),
@@ -133,7 +159,7 @@ pub fn plan(root: &Path, uuid: &str, apps: &[RuntimeApp]) -> Result<PodCgroups, 
             // One hierarchy per controller; a comounted one (`cpu` -> `cpu,cpuacct`) is
             // used once.
             let mut hierarchies: Vec<(&'static str, PathBuf)> = Vec::new();
-            for ctrl in CONTROLLERS {
+            for ctrl in CONTROLLERS.into_iter().chain([DEVICES_V1]) {
                 let dir = root.join(ctrl);
                 if !dir.is_dir() {
                     continue;
@@ -149,6 +175,14 @@ pub fn plan(root: &Path, uuid: &str, apps: &[RuntimeApp]) -> Result<PodCgroups, 
             };
             let memory_h = find("memory");
             let cpu_h = find("cpu");
+            let devices_h = find(DEVICES_V1);
+            if devices_h.is_none() {
+                eprintln!(
+                    "stage1: no v1 devices hierarchy under {}: the apps get no device \
+                     cgroup (nodev still applies)",
+                    root.display()
+                );
+            }
             let pod_dirs: Vec<PathBuf> = hierarchies
                 .iter()
                 .map(|(_, d)| d.join(RKT_DIR).join(uuid))
@@ -167,6 +201,8 @@ pub fn plan(root: &Path, uuid: &str, apps: &[RuntimeApp]) -> Result<PodCgroups, 
                     dirs: pod_dirs.iter().map(|p| p.join(&app.name)).collect(),
                     memory: memory_h.as_deref().map(leaf),
                     cpu: cpu_h.as_deref().map(leaf),
+                    devices: devices_h.as_deref().map(leaf),
+                    device_allow: allow(app)?,
                     memory_limit_bytes: app.memory_limit_bytes,
                     cpu_millis: app.cpu_millis,
                 });
@@ -205,6 +241,8 @@ pub fn plan(root: &Path, uuid: &str, apps: &[RuntimeApp]) -> Result<PodCgroups, 
                     dirs: vec![dir.clone()],
                     memory: enable.contains(&"memory").then(|| dir.clone()),
                     cpu: enable.contains(&"cpu").then(|| dir.clone()),
+                    devices: Some(dir.clone()),
+                    device_allow: allow(app)?,
                     memory_limit_bytes: app.memory_limit_bytes,
                     cpu_millis: app.cpu_millis,
                 });
@@ -303,6 +341,14 @@ impl PodCgroups {
                             &cpu_quota_us(millis).to_string(),
                         )?;
                     }
+                    if let Some(dir) = &app.devices {
+                        // `a` to devices.deny first: it drops what the parent passed
+                        // down (the kernel takes it only while the cgroup has no
+                        // children, as this new leaf).
+                        for (file, line) in devices::v1_lines(&app.device_allow) {
+                            write_file(&dir.join(file), &line)?;
+                        }
+                    }
                 }
             }
             Version::V2 => {
@@ -327,11 +373,26 @@ impl PodCgroups {
                             &format!("{} {CPU_PERIOD_US}", cpu_quota_us(millis)),
                         )?;
                     }
+                    // Only a cgroup2 filesystem takes a program; tests use a plain tree.
+                    if let Some(dir) = app.devices.as_ref().filter(|d| is_cgroup2(d)) {
+                        devices::attach(dir, &app.device_allow).map_err(|source| {
+                            CgroupError::Devices {
+                                app: app.app.clone(),
+                                source,
+                            }
+                        })?;
+                    }
                 }
             }
         }
         Ok(())
     }
+}
+
+fn is_cgroup2(dir: &Path) -> bool {
+    // `f_type`'s width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::statfs(dir).is_ok_and(|s| s.f_type as i64 == CGROUP2_SUPER_MAGIC)
 }
 
 /// Move the calling process into every directory in `dirs`.
@@ -517,6 +578,15 @@ mod tests {
         .unwrap()
     }
 
+    fn pod(uuid: &str, apps: &[RuntimeApp]) -> RuntimeConfig {
+        let mut cfg: RuntimeConfig = serde_json::from_value(serde_json::json!({
+            "version": 1, "uuid": uuid, "hostname": "h", "apps": [],
+        }))
+        .unwrap();
+        cfg.apps = apps.to_vec();
+        cfg
+    }
+
     fn v1_tree(controllers: &[&str]) -> tempfile::TempDir {
         let t = tempfile::tempdir().unwrap();
         for c in controllers {
@@ -543,7 +613,7 @@ mod tests {
         std::os::unix::fs::symlink("cpu,cpuacct", t.path().join("cpu")).unwrap();
         let root = fs::canonicalize(t.path()).unwrap();
         let apps = [app("a", Some(32 << 20), Some(250)), app("b", None, None)];
-        let plan = plan(&root, "u-1", &apps).unwrap();
+        let plan = plan(&root, &pod("u-1", &apps), None).unwrap();
         assert_eq!(plan.version, Version::V1);
         let cpu = root.join("cpu,cpuacct");
         assert_eq!(
@@ -572,12 +642,194 @@ mod tests {
         assert!(!root.join("blkio/rkt").exists());
     }
 
+    fn default_rules() -> Vec<devices::Rule> {
+        let Allow::Only(rules) =
+            devices::allow_list(&pod("u", &[]), &app("a", None, None), None).unwrap()
+        else {
+            panic!("defaults allow everything")
+        };
+        rules
+    }
+
+    fn rule_lines(allow: &Allow) -> Vec<String> {
+        devices::v1_lines(allow)
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect()
+    }
+
+    #[test]
+    fn device_allow_list_defaults() {
+        let t = v1_tree(&["memory", "devices"]);
+        let root = fs::canonicalize(t.path()).unwrap();
+        let p = plan(&root, &pod("u", &[app("a", None, None)]), None).unwrap();
+        let a = p.app("a").unwrap();
+        assert_eq!(a.devices, Some(root.join("devices/rkt/u/a")));
+        assert!(a.dirs.contains(&root.join("devices/rkt/u/a")), "joined");
+        assert!(
+            p.dirs_leaf_first().contains(&root.join("devices/rkt/u")),
+            "gc"
+        );
+        let mut want: Vec<String> = ["a", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm"]
+            .iter()
+            .chain(&["c 1:9 rwm", "c 5:0 rwm", "c 5:2 rwm"])
+            .map(|s| s.to_string())
+            .collect();
+        want.extend((136..=143).map(|m| format!("c {m}:* rwm")));
+        assert_eq!(rule_lines(&a.device_allow), want);
+        p.create().unwrap();
+        // A plain file keeps the last write: the last allow line.
+        assert_eq!(
+            fs::read_to_string(root.join("devices/rkt/u/a/devices.allow")).unwrap(),
+            "c 143:* rwm"
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("devices/rkt/u/a/devices.deny")).unwrap(),
+            "a"
+        );
+        // Without a devices hierarchy: no device cgroup, the pod still starts.
+        let t = v1_tree(&["memory"]);
+        let p = plan(t.path(), &pod("u", &[app("a", None, None)]), None).unwrap();
+        assert_eq!(p.app("a").unwrap().devices, None);
+    }
+
+    #[test]
+    fn device_allow_list_interactive_console() {
+        let t = v1_tree(&["devices"]);
+        let p = plan(t.path(), &pod("u", &[app("a", None, None)]), Some((4, 7))).unwrap();
+        let lines = rule_lines(&p.app("a").unwrap().device_allow);
+        assert!(lines.contains(&"c 4:7 rw".to_string()), "{lines:?}");
+        assert_eq!(lines.len(), default_rules().len() + 2);
+        // A pty slave console is already covered by 136:*, with more access.
+        let p = plan(t.path(), &pod("u", &[app("a", None, None)]), Some((136, 3))).unwrap();
+        assert_eq!(
+            rule_lines(&p.app("a").unwrap().device_allow).len(),
+            default_rules().len() + 2
+        );
+    }
+
+    fn with_volume(source: &Path, read_only: bool) -> RuntimeConfig {
+        let mut a = app("a", None, None);
+        a.mounts.push(
+            serde_json::from_value(serde_json::json!({
+                "volume": "v", "path": "/v", "readOnly": read_only,
+            }))
+            .unwrap(),
+        );
+        let mut cfg = pod("u", &[a, app("b", None, None)]);
+        cfg.volumes.push(
+            serde_json::from_value(serde_json::json!({
+                "kind": "host", "name": "v", "source": source,
+            }))
+            .unwrap(),
+        );
+        cfg
+    }
+
+    fn mknod(path: &Path, kind: rustix::fs::FileType, major: u32, minor: u32) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            kind,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            rustix::fs::makedev(major, minor),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn device_allow_list_device_volume() {
+        if !is_root() {
+            eprintln!("SKIPPED device_allow_list_device_volume: needs root (mknod)");
+            return;
+        }
+        let t = v1_tree(&["devices"]);
+        let node = t.path().join("disk");
+        mknod(&node, rustix::fs::FileType::BlockDevice, 8, 16);
+        let lines = |cfg: &RuntimeConfig, name: &str| {
+            rule_lines(
+                &plan(t.path(), cfg, None)
+                    .unwrap()
+                    .app(name)
+                    .unwrap()
+                    .device_allow,
+            )
+        };
+        let rw = lines(&with_volume(&node, false), "a");
+        assert!(rw.contains(&"b 8:16 rw".to_string()), "{rw:?}");
+        assert_eq!(rw.len(), default_rules().len() + 2);
+        // A read-only mount does not stop writes to a device: the rule does.
+        let ro = lines(&with_volume(&node, true), "a");
+        assert!(ro.contains(&"b 8:16 r".to_string()), "{ro:?}");
+        // Only the app that mounts the volume.
+        assert_eq!(
+            lines(&with_volume(&node, false), "b").len(),
+            default_rules().len() + 1
+        );
+        // A plain directory volume adds nothing, whatever nodes it holds.
+        assert_eq!(
+            lines(&with_volume(t.path(), false), "a").len(),
+            default_rules().len() + 1
+        );
+    }
+
+    #[test]
+    fn device_allow_list_dev_volume_takes_the_nodes_found() {
+        if !is_root() || !Path::new("/dev/shm").is_dir() {
+            eprintln!("SKIPPED device_allow_list_dev_volume_takes_the_nodes_found: needs root");
+            return;
+        }
+        let t = v1_tree(&["devices"]);
+        let dev = tempfile::tempdir_in("/dev/shm").unwrap();
+        fs::create_dir(dev.path().join("sub")).unwrap();
+        mknod(
+            &dev.path().join("c"),
+            rustix::fs::FileType::CharacterDevice,
+            60,
+            1,
+        );
+        mknod(
+            &dev.path().join("sub/b"),
+            rustix::fs::FileType::BlockDevice,
+            7,
+            3,
+        );
+        std::os::unix::fs::symlink("/dev/null", dev.path().join("link")).unwrap();
+        let allow = plan(t.path(), &with_volume(dev.path(), false), None)
+            .unwrap()
+            .app("a")
+            .unwrap()
+            .device_allow
+            .clone();
+        let lines = rule_lines(&allow);
+        assert!(lines.contains(&"c 60:1 rw".to_string()), "{lines:?}");
+        assert!(lines.contains(&"b 7:3 rw".to_string()), "{lines:?}");
+        assert_eq!(lines.len(), default_rules().len() + 3, "{lines:?}");
+    }
+
+    #[test]
+    fn device_allow_list_privileged() {
+        let t = v1_tree(&["devices"]);
+        let mut a = app("a", None, None);
+        a.allow_all_devices = true;
+        let p = plan(t.path(), &pod("u", &[a, app("b", None, None)]), None).unwrap();
+        assert_eq!(p.app("a").unwrap().device_allow, Allow::All);
+        assert_eq!(rule_lines(&Allow::All), vec!["a".to_string()]);
+        assert!(matches!(p.app("b").unwrap().device_allow, Allow::Only(_)));
+        p.create().unwrap();
+        assert_eq!(
+            fs::read_to_string(t.path().join("devices/rkt/u/a/devices.allow")).unwrap(),
+            "a"
+        );
+        assert!(!t.path().join("devices/rkt/u/a/devices.deny").exists());
+    }
+
     #[test]
     fn v1_missing_controller_is_an_error_only_when_needed() {
         let t = v1_tree(&["pids"]);
-        let p = plan(t.path(), "u", &[app("a", None, None)]).unwrap();
+        let p = plan(t.path(), &pod("u", &[app("a", None, None)]), None).unwrap();
         assert_eq!(p.pod_dirs, vec![t.path().join("pids/rkt/u")]);
-        let err = plan(t.path(), "u", &[app("a", Some(1 << 20), None)]).unwrap_err();
+        let err = plan(t.path(), &pod("u", &[app("a", Some(1 << 20), None)]), None).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -599,7 +851,12 @@ mod tests {
             "cpuset cpu io memory pids\n",
         )
         .unwrap();
-        let plan = plan(root, "u", &[app("a", Some(1 << 30), Some(1500))]).unwrap();
+        let plan = plan(
+            root,
+            &pod("u", &[app("a", Some(1 << 30), Some(1500))]),
+            None,
+        )
+        .unwrap();
         assert_eq!(plan.enable, vec!["memory", "cpu", "pids"]);
         assert_eq!(
             plan.dirs_leaf_first(),
@@ -617,9 +874,9 @@ mod tests {
     fn v2_without_memory_controller_refuses_a_limit() {
         let t = tempfile::tempdir().unwrap();
         fs::write(t.path().join("cgroup.controllers"), "hugetlb\n").unwrap();
-        assert!(plan(t.path(), "u", &[app("a", None, None)]).is_ok());
+        assert!(plan(t.path(), &pod("u", &[app("a", None, None)]), None).is_ok());
         assert!(matches!(
-            plan(t.path(), "u", &[app("a", Some(1), None)]),
+            plan(t.path(), &pod("u", &[app("a", Some(1), None)]), None),
             Err(CgroupError::MissingController { .. })
         ));
     }
@@ -630,13 +887,13 @@ mod tests {
         for bad in ["..", "a/b", "", "."] {
             assert!(
                 matches!(
-                    plan(t.path(), bad, &[]),
+                    plan(t.path(), &pod(bad, &[]), None),
                     Err(CgroupError::InvalidName { .. })
                 ),
                 "{bad}"
             );
             assert!(
-                plan(t.path(), "u", &[app(bad, None, None)]).is_err(),
+                plan(t.path(), &pod("u", &[app(bad, None, None)]), None).is_err(),
                 "{bad}"
             );
         }
@@ -713,7 +970,7 @@ mod tests {
     /// Real cgroupfs: create, join from a child, remove kills the child.
     fn real_round_trip(root: &Path) {
         let uuid = format!("unit-{}", std::process::id());
-        let plan = plan(root, &uuid, &[app("a", None, None)]).unwrap();
+        let plan = plan(root, &pod(&uuid, &[app("a", None, None)]), None).unwrap();
         plan.create().unwrap();
         let dirs = plan.app("a").unwrap().dirs.clone();
         let mut child = std::process::Command::new("/bin/sleep")
@@ -722,6 +979,17 @@ mod tests {
             .unwrap();
         for d in &dirs {
             fs::write(d.join("cgroup.procs"), child.id().to_string()).unwrap();
+        }
+        if let Some(dev) = &plan.app("a").unwrap().devices {
+            if plan.version == Version::V1 {
+                let list = fs::read_to_string(dev.join("devices.list")).unwrap();
+                let mut got: Vec<&str> = list.lines().collect();
+                got.sort();
+                let lines = rule_lines(&plan.app("a").unwrap().device_allow);
+                let mut want: Vec<&str> = lines[1..].iter().map(|s| s.as_str()).collect();
+                want.sort();
+                assert_eq!(got, want, "the kernel's list is the allow list");
+            }
         }
         let all = plan.dirs_leaf_first();
         remove(&all, Duration::from_secs(10)).unwrap();

@@ -796,7 +796,13 @@ pub fn supervise(
     let cgroups = if opts.fly {
         None
     } else {
-        Some(cgroups::plan(&cfg.cgroup_root, &cfg.uuid, &cfg.apps)?)
+        // An interactive pod's /dev/console is the pty's app side.
+        let console = opts
+            .pty_slave
+            .as_ref()
+            .and_then(|fd| rustix::fs::fstat(fd).ok())
+            .map(|st| (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)));
+        Some(cgroups::plan(&cfg.cgroup_root, cfg, console)?)
     };
     let list = cgroups
         .as_ref()

@@ -5,6 +5,7 @@
 //! execs it).
 
 mod cgroups;
+mod devices;
 mod enter;
 mod init;
 mod launch;

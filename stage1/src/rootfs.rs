@@ -1335,7 +1335,7 @@ fn readonly_paths(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), RootfsEr
 
 /// Whether a volume's host source is a device node or lies in the host's `/dev`
 /// (the operator handed the pod devices): such volumes keep device nodes working.
-fn is_device_source(source: &Path) -> bool {
+pub(crate) fn is_device_source(source: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     let Ok(meta) = fs::metadata(source) else {
         return false;

@@ -575,6 +575,7 @@ mod tests {
             restart_policy: Default::default(),
             liveness_probe: None,
             readiness_probe: None,
+            allow_all_devices: false,
         }
     }
 

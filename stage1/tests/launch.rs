@@ -98,6 +98,7 @@ impl TestPod {
             restart_policy: Default::default(),
             liveness_probe: None,
             readiness_probe: None,
+            allow_all_devices: false,
         };
         let cfg = RuntimeConfig {
             version: RUNTIME_VERSION,

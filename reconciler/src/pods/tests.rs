@@ -174,6 +174,7 @@ fn pod_config(uuid: &str, apps: &[&str]) -> (PodManifest, RuntimeConfig) {
                 restart_policy: Default::default(),
                 liveness_probe: None,
                 readiness_probe: None,
+                allow_all_devices: false,
             })
             .collect(),
     };

@@ -148,6 +148,7 @@ impl RuntimeAdjust {
                 app.masked_paths.clear();
                 app.readonly_paths.clear();
                 app.no_new_privileges = false;
+                app.allow_all_devices = true;
             }
         }
     }

@@ -244,6 +244,7 @@ fn runtime_app(name: &str, mounts: &[&str]) -> RuntimeApp {
         restart_policy: Default::default(),
         liveness_probe: None,
         readiness_probe: None,
+        allow_all_devices: false,
     }
 }
 
@@ -319,6 +320,8 @@ fn runtime_adjustments_apply_per_app() {
     );
     assert!(main.masked_paths.is_empty() && main.readonly_paths.is_empty());
     assert!(!main.no_new_privileges);
+    assert!(main.allow_all_devices, "privileged: every device");
+    assert!(!init.allow_all_devices, "unconfined is not privileged");
     assert_eq!(init.seccomp, runtime::Seccomp::Unconfined, "seccompProfile");
     assert_eq!(main.seccomp, runtime::Seccomp::Unconfined, "privileged");
     // Otherwise the filter stays.
