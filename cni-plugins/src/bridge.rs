@@ -230,10 +230,12 @@ fn add(
     if bc.is_gateway {
         for ip in &ips {
             if let Some(gw) = ip.gateway {
-                let gw_net = IpNet {
-                    addr: gw,
-                    prefix: ip.address.prefix,
-                };
+                let gw_net = IpNet::new(gw, ip.address.prefix_len()).map_err(|_| {
+                    CniError::config(format!(
+                        "bridge: gateway {gw} does not fit the prefix of {}",
+                        ip.address
+                    ))
+                })?;
                 ensure_bridge_address(&mut nl, &bridge, gw_net, bc.force_address)?;
                 if gw.is_ipv4() {
                     sysctl::ensure(&["net", "ipv4", "ip_forward"], "1")?;
@@ -427,13 +429,13 @@ fn add_default_routes(
     ips: &[IpConfig],
     gateways: &BTreeMap<bool, IpAddr>,
 ) -> Result<(), CniError> {
-    let mut families: Vec<bool> = ips.iter().map(|i| i.address.is_ipv4()).collect();
+    let mut families: Vec<bool> = ips.iter().map(|i| i.address.addr().is_ipv4()).collect();
     families.dedup();
     for v4 in families {
         let gw = *gateways.get(&v4).ok_or_else(|| {
             CniError::config("bridge: isDefaultGateway needs a gateway from IPAM")
         })?;
-        let default = IpNet::default_for(gw);
+        let default = crate::cidr::default_for(gw);
         match routes.iter_mut().find(|r| r.dst.trunc() == default) {
             Some(r) => match r.gw {
                 None => r.gw = Some(gw),
@@ -472,7 +474,8 @@ fn configure_container(
     }
     nl.set_up(link.index)?;
     for r in routes {
-        let gw = r.gw.or_else(|| gateways.get(&r.dst.is_ipv4()).copied());
+        let gw =
+            r.gw.or_else(|| gateways.get(&r.dst.addr().is_ipv4()).copied());
         let route = NewRoute {
             dst: r.dst,
             gw,
@@ -499,11 +502,13 @@ fn ensure_bridge_address(
     force: bool,
 ) -> Result<(), CniError> {
     let existing = nl.addresses(Some(bridge.index))?;
-    if existing.iter().any(|(_, a)| a.addr == gw.addr) {
+    if existing.iter().any(|(_, a)| a.addr() == gw.addr()) {
         return Ok(());
     }
     for (_, a) in &existing {
-        if a.is_ipv4() == gw.is_ipv4() && a.trunc().overlaps(&gw.trunc()) {
+        if a.addr().is_ipv4() == gw.addr().is_ipv4()
+            && crate::cidr::overlaps(&a.trunc(), &gw.trunc())
+        {
             if force {
                 nl.delete_address(bridge.index, *a)?;
             } else {

@@ -287,7 +287,7 @@ pub fn setup_masquerade(chain: &str, ips: &[IpNet]) -> Result<(), FirewallError>
         s += &format!("add rule inet {t} postrouting ip6 saddr vmap @src6\n");
         // Stale elements: ours from an earlier ADD, or keys of our addresses left
         // by a container that was never deleted (addresses are leased uniquely).
-        let keys: Vec<String> = ips.iter().map(|ip| ip.addr.to_string()).collect();
+        let keys: Vec<String> = ips.iter().map(|ip| ip.addr().to_string()).collect();
         for (map, key, target) in &state.elements {
             if target == chain || keys.contains(key) {
                 s += &format!("delete element inet {t} {map} {{ {key} }}\n");
@@ -296,7 +296,7 @@ pub fn setup_masquerade(chain: &str, ips: &[IpNet]) -> Result<(), FirewallError>
         s += &format!("add chain inet {t} {chain}\n");
         s += &format!("flush chain inet {t} {chain}\n");
         for ip in ips {
-            let (fam, multicast) = if ip.is_ipv4() {
+            let (fam, multicast) = if ip.addr().is_ipv4() {
                 ("ip", "224.0.0.0/4")
             } else {
                 ("ip6", "ff00::/8")
@@ -309,10 +309,10 @@ pub fn setup_masquerade(chain: &str, ips: &[IpNet]) -> Result<(), FirewallError>
         }
         s += &format!("add rule inet {t} {chain} masquerade\n");
         for ip in ips {
-            let map = if ip.is_ipv4() { "src4" } else { "src6" };
+            let map = if ip.addr().is_ipv4() { "src4" } else { "src6" };
             s += &format!(
                 "add element inet {t} {map} {{ {} : jump {chain} }}\n",
-                ip.addr
+                ip.addr()
             );
         }
         Ok(Some(s))
@@ -332,7 +332,7 @@ pub fn check_masquerade(chain: &str, ips: &[IpNet]) -> Result<Vec<String>, Firew
         problems.push(format!("masquerade chain {chain} is missing"));
     }
     for ip in ips {
-        let key = ip.addr.to_string();
+        let key = ip.addr().to_string();
         if !state
             .elements
             .iter()
@@ -391,8 +391,8 @@ pub fn setup_hostports(
 ) -> Result<(), FirewallError> {
     let t = HOSTPORT_TABLE;
     let mark = 1u32 << opts.mark_bit.min(31);
-    let v4 = pod_ips.iter().find(|ip| ip.is_ipv4()).copied();
-    let v6 = pod_ips.iter().find(|ip| !ip.is_ipv4()).copied();
+    let v4 = pod_ips.iter().find(|ip| ip.addr().is_ipv4()).copied();
+    let v6 = pod_ips.iter().find(|ip| !ip.addr().is_ipv4()).copied();
     let mut rules = Vec::new();
     let mut keys = BTreeSet::new();
     for m in mappings {
@@ -405,11 +405,11 @@ pub fn setup_hostports(
             .filter(|ip: &IpAddr| !ip.is_unspecified());
         let mut used = false;
         for pod in [v4, v6].into_iter().flatten() {
-            if host_ip.is_some_and(|h| h.is_ipv4() != pod.is_ipv4()) {
+            if host_ip.is_some_and(|h| h.is_ipv4() != pod.addr().is_ipv4()) {
                 continue;
             }
             used = true;
-            let (nfproto, fam, localhost) = if pod.is_ipv4() {
+            let (nfproto, fam, localhost) = if pod.addr().is_ipv4() {
                 ("ipv4", "ip", "127.0.0.0/8")
             } else {
                 ("ipv6", "ip6", "::1")
@@ -425,10 +425,10 @@ pub fn setup_hostports(
                     pod.trunc()
                 ));
             }
-            let to = if pod.is_ipv4() {
-                format!("{}:{}", pod.addr, m.container_port)
+            let to = if pod.addr().is_ipv4() {
+                format!("{}:{}", pod.addr(), m.container_port)
             } else {
-                format!("[{}]:{}", pod.addr, m.container_port)
+                format!("[{}]:{}", pod.addr(), m.container_port)
             };
             rules.push(format!("{matcher} dnat {fam} to {to}"));
         }

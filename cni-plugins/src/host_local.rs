@@ -36,6 +36,7 @@ const LOCK_FILE: &str = "lock";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RangeConf {
+    #[serde(with = "crate::cidr::text")]
     pub subnet: IpNet,
     #[serde(default)]
     pub range_start: Option<IpAddr>,
@@ -53,7 +54,7 @@ pub struct IpamConfig {
     #[serde(default)]
     pub ranges: Vec<Vec<RangeConf>>,
     /// The legacy single-range form (`subnet` plus the optional keys below).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::cidr::text_opt")]
     pub subnet: Option<IpNet>,
     #[serde(default)]
     pub range_start: Option<IpAddr>,
@@ -137,25 +138,25 @@ impl Range {
     pub fn from_conf(rc: &RangeConf) -> Result<Self, AllocError> {
         let subnet = rc.subnet;
         let bad = |reason: String| AllocError::Config { reason };
-        if subnet.addr != subnet.network() {
+        if subnet.addr() != subnet.network() {
             return Err(bad(format!(
                 "subnet {subnet} has host bits set (the network is {})",
                 subnet.trunc()
             )));
         }
-        if subnet.prefix + 2 > max_prefix(subnet.addr) {
+        if subnet.prefix_len() + 2 > max_prefix(subnet.addr()) {
             return Err(bad(format!(
                 "subnet {subnet} is too small to allocate from"
             )));
         }
         let net = to_u128(subnet.network());
-        let start = rc.range_start.unwrap_or(from_u128(subnet.addr, net + 1));
+        let start = rc.range_start.unwrap_or(from_u128(subnet.addr(), net + 1));
         let end = rc
             .range_end
-            .unwrap_or(from_u128(subnet.addr, to_u128(subnet.last()) - 1));
-        let gateway = Some(rc.gateway.unwrap_or(from_u128(subnet.addr, net + 1)));
+            .unwrap_or(from_u128(subnet.addr(), to_u128(subnet.broadcast()) - 1));
+        let gateway = Some(rc.gateway.unwrap_or(from_u128(subnet.addr(), net + 1)));
         for (what, ip) in [("rangeStart", start), ("rangeEnd", end)] {
-            if !subnet.contains(ip) {
+            if !subnet.contains(&ip) {
                 return Err(bad(format!("{what} {ip} is not in subnet {subnet}")));
             }
         }
@@ -496,10 +497,8 @@ pub fn allocate(
     requested: Option<IpAddr>,
 ) -> Result<IpConfig, AllocError> {
     let config = |ip: IpAddr, range: &Range| IpConfig {
-        address: IpNet {
-            addr: ip,
-            prefix: range.subnet.prefix,
-        },
+        // `ip` is in the range, so of the subnet's family: the prefix fits.
+        address: IpNet::new_assert(ip, range.subnet.prefix_len()),
         gateway: range.gateway,
         interface: None,
     };
@@ -674,7 +673,7 @@ pub fn cmd_add(args: &CmdArgs, conf: &NetConf) -> Result<CniResult, CniError> {
     if let Some(err) = failure {
         // Give back what this call leased before failing.
         for ip in &ips {
-            let _ = std::fs::remove_file(store.dir().join(ip.address.addr.to_string()));
+            let _ = std::fs::remove_file(store.dir().join(ip.address.addr().to_string()));
         }
         return Err(err);
     }
@@ -709,7 +708,7 @@ pub fn cmd_check(args: &CmdArgs, conf: &NetConf) -> Result<(), CniError> {
     let _lock = store.lock()?;
     let mine = store.leased_to(&args.container_id, &args.ifname)?;
     for ip in &prev.ips {
-        let addr = ip.address.addr;
+        let addr = ip.address.addr();
         if sets.iter().any(|s| s.range_for(addr).is_some()) && !mine.contains(&addr) {
             return Err(failed(format!(
                 "host-local: {addr} is not leased to container {} interface {}",

@@ -24,7 +24,7 @@ pub fn cmd_add(args: &CmdArgs, conf: &NetConf) -> Result<CniResult, CniError> {
             .ok_or_else(|| CniError::new(code::KERNEL, "loopback: no lo interface"))?;
         nl.set_up(lo.index)?;
         let addrs = nl.addresses(Some(lo.index))?;
-        if let Some((_, a)) = addrs.iter().find(|(_, a)| !a.addr.is_loopback()) {
+        if let Some((_, a)) = addrs.iter().find(|(_, a)| !a.addr().is_loopback()) {
             return Err(CniError::new(
                 code::INVALID_NETWORK_CONFIG,
                 format!("loopback: lo has a non-loopback address {a}"),

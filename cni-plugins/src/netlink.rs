@@ -417,7 +417,7 @@ impl Netlink {
             // For IPv4, IFA_LOCAL is the interface's own address (IFA_ADDRESS is
             // the peer on point-to-point links).
             if let Some(ip) = local.or(address) {
-                if let Some(net) = IpNet::new(ip, a.header.prefix_len) {
+                if let Ok(net) = IpNet::new(ip, a.header.prefix_len) {
                     out.push((a.header.index, net));
                 }
             }
@@ -498,8 +498,8 @@ impl Netlink {
     pub fn add_route(&mut self, route: &NewRoute) -> Result<(), NetlinkError> {
         let mut msg = RouteMessage::default();
         let dst = route.dst.trunc();
-        msg.header.address_family = family_of(dst.addr);
-        msg.header.destination_prefix_length = dst.prefix;
+        msg.header.address_family = family_of(dst.addr());
+        msg.header.destination_prefix_length = dst.prefix_len();
         msg.header.protocol = RouteProtocol::Boot;
         msg.header.kind = RouteType::Unicast;
         msg.header.scope = if route.gw.is_some() {
@@ -512,9 +512,9 @@ impl Netlink {
         if table > 255 {
             msg.attributes.push(RouteAttribute::Table(table));
         }
-        if dst.prefix > 0 {
+        if dst.prefix_len() > 0 {
             msg.attributes
-                .push(RouteAttribute::Destination(RouteAddress::from(dst.addr)));
+                .push(RouteAttribute::Destination(RouteAddress::from(dst.addr())));
         }
         if let Some(gw) = route.gw {
             msg.attributes
@@ -557,22 +557,22 @@ fn family_of(ip: IpAddr) -> AddressFamily {
 
 fn address_message(index: u32, net: IpNet) -> AddressMessage {
     let mut msg = AddressMessage::default();
-    msg.header.family = family_of(net.addr);
-    msg.header.prefix_len = net.prefix;
+    msg.header.family = family_of(net.addr());
+    msg.header.prefix_len = net.prefix_len();
     msg.header.index = index;
-    msg.header.scope = if net.addr.is_loopback() {
+    msg.header.scope = if net.addr().is_loopback() {
         AddressScope::Host
     } else {
         AddressScope::Universe
     };
-    match net.addr {
+    match net.addr() {
         IpAddr::V4(_) => {
-            msg.attributes.push(AddressAttribute::Local(net.addr));
-            msg.attributes.push(AddressAttribute::Address(net.addr));
+            msg.attributes.push(AddressAttribute::Local(net.addr()));
+            msg.attributes.push(AddressAttribute::Address(net.addr()));
         }
         IpAddr::V6(_) => {
             msg.header.flags = AddressHeaderFlags::Nodad;
-            msg.attributes.push(AddressAttribute::Address(net.addr));
+            msg.attributes.push(AddressAttribute::Address(net.addr()));
         }
     }
     msg
@@ -629,7 +629,8 @@ fn route_entry(msg: &RouteMessage) -> Option<RouteEntry> {
     let dst = IpNet::new(
         dst.unwrap_or(family_zero),
         msg.header.destination_prefix_length,
-    )?;
+    )
+    .ok()?;
     Some(RouteEntry {
         dst,
         gw,

@@ -140,8 +140,8 @@ pub fn cmd_add(args: &CmdArgs, conf: &NetConf) -> Result<CniResult, CniError> {
     let opts = pc.options();
     firewall::setup_hostports(&chain, &mappings, &ips, opts)?;
     if opts.snat {
-        if let Some(v4) = ips.iter().find(|ip| ip.is_ipv4()) {
-            if let Err(e) = enable_localnet_routing(v4.addr) {
+        if let Some(v4) = ips.iter().find(|ip| ip.addr().is_ipv4()) {
+            if let Err(e) = enable_localnet_routing(v4.addr()) {
                 let cleanup = firewall::teardown_hostports(&chain)
                     .map_err(CniError::from)
                     .and_then(|()| release_localnet_routing());
@@ -241,7 +241,7 @@ pub fn cmd_check(args: &CmdArgs, conf: &NetConf) -> Result<(), CniError> {
         .map(|prev| pod_ips(&prev))
         .unwrap_or_default()
         .into_iter()
-        .any(|ip| ip.is_ipv4());
+        .any(|ip| ip.addr().is_ipv4());
     if pc.options().snat && v4 {
         problems.extend(firewall::check_localnet_guard()?);
     }
@@ -335,7 +335,7 @@ mod tests {
                 }];
                 let ip: IpNet = ip.parse().unwrap();
                 firewall::setup_hostports(&chain, &m, &[ip], opts).unwrap();
-                enable_localnet_routing(ip.addr).unwrap();
+                enable_localnet_routing(ip.addr()).unwrap();
                 chain
             };
             let del = |chain: &str| {

@@ -198,6 +198,7 @@ pub struct Interface {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpConfig {
     /// The address with its subnet's prefix (`10.22.0.5/16`).
+    #[serde(with = "crate::cidr::text")]
     pub address: IpNet,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<IpAddr>,
@@ -209,6 +210,7 @@ pub struct IpConfig {
 /// A route in a result or an IPAM configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
+    #[serde(with = "crate::cidr::text")]
     pub dst: IpNet,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gw: Option<IpAddr>,
@@ -316,7 +318,11 @@ impl CniResult {
             if let Some(ips) = value.get_mut("ips").and_then(Value::as_array_mut) {
                 for (ip, config) in ips.iter_mut().zip(&self.ips) {
                     if let Some(obj) = ip.as_object_mut() {
-                        let family = if config.address.is_ipv4() { "4" } else { "6" };
+                        let family = if config.address.addr().is_ipv4() {
+                            "4"
+                        } else {
+                            "6"
+                        };
                         obj.insert("version".to_string(), Value::from(family));
                     }
                 }

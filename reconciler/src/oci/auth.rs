@@ -19,6 +19,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use base64::prelude::{Engine, BASE64_STANDARD};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
 use super::reference::DOCKER_HUB;
@@ -60,7 +62,7 @@ impl Credentials {
     pub fn basic_header(&self) -> String {
         format!(
             "Basic {}",
-            base64(format!("{}:{}", self.user, self.password).as_bytes())
+            BASE64_STANDARD.encode(format!("{}:{}", self.user, self.password))
         )
     }
 }
@@ -264,39 +266,16 @@ fn parse_params(s: &str) -> (BTreeMap<String, String>, &str) {
     }
 }
 
-/// Standard base64 with padding.
-pub fn base64(data: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+/// What [`query_escape`] encodes: everything but RFC 3986's unreserved characters.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Percent-encode a query parameter value (RFC 3986 unreserved characters kept).
 pub fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 #[cfg(test)]
@@ -304,22 +283,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_vectors() {
-        for (input, want) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-            ("user:pa ss", "dXNlcjpwYSBzcw=="),
+    fn basic_header_and_query_escape() {
+        // RFC 7617's example, padding of each length, and a password with
+        // bytes outside ASCII.
+        for (user, password, want) in [
+            ("Aladdin", "open sesame", "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+            ("user", "pa ss", "dXNlcjpwYSBzcw=="),
+            ("f", "", "Zjo="),
+            ("fo", "", "Zm86"),
+            ("foob", "", "Zm9vYjo="),
+            ("a", "\u{e9}", "YTrDqQ=="),
         ] {
-            assert_eq!(base64(input.as_bytes()), want, "{input}");
+            let c = Credentials {
+                user: user.into(),
+                password: password.into(),
+            };
+            assert_eq!(c.basic_header(), format!("Basic {want}"), "{user}");
         }
         assert_eq!(
             query_escape("repository:a/b:pull"),
             "repository%3Aa%2Fb%3Apull"
+        );
+        assert_eq!(
+            query_escape("Az09-_.~ +&=\u{e9}"),
+            "Az09-_.~%20%2B%26%3D%C3%A9"
         );
     }
 
@@ -392,7 +379,10 @@ mod tests {
         let reg = cfg.for_registry("reg.example.com:5000").unwrap();
         assert_eq!(reg.user, "admin", "local overrides system");
         assert!(cfg.for_registry("example.com").is_none());
-        assert_eq!(reg.basic_header(), format!("Basic {}", base64(b"admin:pw")));
+        assert_eq!(
+            reg.basic_header(),
+            format!("Basic {}", BASE64_STANDARD.encode("admin:pw"))
+        );
         let shown = format!("{cfg:?}");
         assert!(
             !shown.contains("s3cret") && !shown.contains("\"pw\""),

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use base64::prelude::{Engine, BASE64_STANDARD};
 use e2e::aci::{gzip, zstd};
 use serde_json::json;
 
@@ -184,7 +185,7 @@ fn serve(mut conn: TcpStream, st: &Mutex<RegState>, addr: SocketAddr) -> std::io
             .log
             .push((target.clone(), status, authorization.is_some()))
     };
-    let basic = |u: &str, p: &str| format!("Basic {}", auth::base64(format!("{u}:{p}").as_bytes()));
+    let basic = |u: &str, p: &str| format!("Basic {}", BASE64_STANDARD.encode(format!("{u}:{p}")));
 
     if path == "/token" {
         let ok = match &auth {
