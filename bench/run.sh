@@ -2,6 +2,7 @@
 # Run every benchmark and print one table.
 #
 #   bench/run.sh [--quick]
+#   BENCH_BASE_REV=<git rev> bench/run.sh   # also: pod start with REV's stage1, interleaved
 #
 # Each benchmark times rkt next to a baseline doing the same essential work with
 # standard tools, side by side under hyperfine, and reports mean, stddev and the
@@ -69,6 +70,11 @@ pod_runs=100
 [ $quick = 1 ] && pod_runs=5
 echo "bench: pod start, $pod_runs runs each" >&2
 bench/pods.sh "$results" "$pod_runs"
+# BENCH_BASE_REV=REV: the same pod start with this tree's stage1 vs REV's, interleaved.
+if [ -n "${BENCH_BASE_REV:-}" ]; then
+    echo "bench: pod start, stage1 vs ${BENCH_BASE_REV}'s, $pod_runs interleaved rounds" >&2
+    bench/stage1-ab.sh "$results" "$pod_runs" "$BENCH_BASE_REV" || echo "bench: bench/stage1-ab.sh failed" >&2
+fi
 # The other benchmarks, each writing hyperfine exports into $results.
 cni_runs=20
 [ $quick = 1 ] && cni_runs=2
