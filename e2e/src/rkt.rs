@@ -341,3 +341,38 @@ impl Fetched {
         Fetched { rkt, aci }
     }
 }
+
+/// A child process (a pod run in the background, say) that is SIGKILLed and reaped
+/// when dropped, so a failing test leaves nothing running; [`Background::output`]
+/// waits for it instead.
+pub struct Background(Option<std::process::Child>);
+
+impl Background {
+    /// Spawn `cmd` (its stdio as the caller set it up).
+    pub fn spawn(cmd: &mut Command) -> Self {
+        Background(Some(cmd.spawn().expect("spawn a background process")))
+    }
+
+    /// Its PID.
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// Wait for it to exit and collect what it printed (piped stdio).
+    pub fn output(mut self) -> Output {
+        self.0
+            .take()
+            .expect("not waited for yet")
+            .wait_with_output()
+            .expect("wait for a background process")
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

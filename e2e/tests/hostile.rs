@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use e2e::aci::AciBuilder;
-use e2e::rkt::{is_root, rkt_bin, Rkt, RunResult};
+use e2e::rkt::{is_root, rkt_bin, Background, Rkt, RunResult};
 use serde_json::{json, Value};
 
 macro_rules! need_root {
@@ -357,20 +357,7 @@ fn stage1_binary_is_read_only_inside_the_pod() {
         "--net=none",
         image.to_str().unwrap(),
     ]);
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let guard = Kill(
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let _ = guard.0.id();
+    let _pod = Background::spawn(cmd.stdout(Stdio::null()).stderr(Stdio::null()));
     let stage1 = std::fs::canonicalize(rkt_bin().with_file_name("stage1")).unwrap();
     let stage1 = stage1.to_str().unwrap();
     let mut found = String::new();
@@ -502,7 +489,7 @@ fn mknod_of_the_host_disk_opens_nothing_in_any_writable_place() {
         "touch /hostvol/ready; i=0; \
          while [ ! -e /hostvol/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; {script}"
     );
-    let run_once = |lift: bool| -> (String, PathBuf) {
+    let run_once = |lift: bool| -> (String, tempfile::TempDir) {
         let rkt = Rkt::new();
         let image = hostile_aci(&rkt, "example.com/hostile-mknod", app(&script), |b| {
             b.symlink("/bin/sleep", "busybox")
@@ -510,40 +497,24 @@ fn mknod_of_the_host_disk_opens_nothing_in_any_writable_place() {
         let hostvol = rkt.scratch().join("hostvol");
         std::fs::create_dir_all(&hostvol).unwrap();
         let volume = format!("--volume=hostvol,kind=host,source={}", hostvol.display());
-        let child = rkt
-            .command([
-                "--insecure-options=image",
-                "run",
-                "--net=none",
-                "--seccomp=unconfined",
-                "--volume=scratch,kind=empty",
-                "--mount=volume=scratch,target=/scratch",
-                &volume,
-                "--mount=volume=hostvol,target=/hostvol",
-                image.to_str().unwrap(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        struct KillOnDrop(Option<std::process::Child>);
-        impl Drop for KillOnDrop {
-            fn drop(&mut self) {
-                if let Some(mut c) = self.0.take() {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
-            }
-        }
-        let mut pod = KillOnDrop(Some(child));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !hostvol.join("ready").exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the app never got ready"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let mut child = rkt.command([
+            "--insecure-options=image",
+            "run",
+            "--net=none",
+            "--seccomp=unconfined",
+            "--volume=scratch,kind=empty",
+            "--mount=volume=scratch,target=/scratch",
+            &volume,
+            "--mount=volume=hostvol,target=/hostvol",
+            image.to_str().unwrap(),
+        ]);
+        child.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let pod = Background::spawn(&mut child);
+        e2e::podenv::poll(
+            "the app to be ready",
+            std::time::Duration::from_secs(60),
+            || hostvol.join("ready").exists(),
+        );
         if lift {
             assert_eq!(
                 rkt.lift_device_cgroups(),
@@ -552,7 +523,7 @@ fn mknod_of_the_host_disk_opens_nothing_in_any_writable_place() {
             );
         }
         std::fs::write(hostvol.join("go"), "").unwrap();
-        let out = pod.0.take().unwrap().wait_with_output().unwrap();
+        let out = pod.output();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -560,9 +531,9 @@ fn mknod_of_the_host_disk_opens_nothing_in_any_writable_place() {
             String::from_utf8_lossy(&out.stderr)
         );
         // Keep the host volume's contents past the installation's removal.
-        let kept = tempfile::tempdir().unwrap().keep();
+        let kept = tempfile::tempdir().unwrap();
         for e in std::fs::read_dir(&hostvol).unwrap().flatten() {
-            std::fs::rename(e.path(), kept.join(e.file_name())).unwrap();
+            std::fs::rename(e.path(), kept.path().join(e.file_name())).unwrap();
         }
         (stdout, kept)
     };
@@ -581,10 +552,9 @@ fn mknod_of_the_host_disk_opens_nothing_in_any_writable_place() {
         blocked += 1;
     }
     assert!(
-        !hostvol.join("disk-_hostvol").exists(),
+        !hostvol.path().join("disk-_hostvol").exists(),
         "no node on the host"
     );
-    let _ = std::fs::remove_dir_all(&hostvol);
 
     // Device cgroup lifted: the node is made (CAP_MKNOD, unconfined), the attack's
     // first half works...
@@ -601,12 +571,11 @@ fn mknod_of_the_host_disk_opens_nothing_in_any_writable_place() {
     }
     // The node made in the host volume exists on the host and is a real block device
     // there (the host is not nodev), which is why the pod's view must be.
-    let made =
-        std::fs::metadata(hostvol.join("disk-_hostvol")).expect("the node in the host volume");
+    let made = std::fs::metadata(hostvol.path().join("disk-_hostvol"))
+        .expect("the node in the host volume");
     use std::os::unix::fs::FileTypeExt;
     assert!(made.file_type().is_block_device());
     assert_eq!(made.rdev(), rustix::fs::makedev(major, minor));
-    let _ = std::fs::remove_dir_all(&hostvol);
     tally("mknod_host_disk", attempted, blocked);
 }
 

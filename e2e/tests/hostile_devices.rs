@@ -17,11 +17,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::aci::AciBuilder;
-use e2e::rkt::{is_root, Rkt};
+use e2e::rkt::{is_root, Background, Rkt};
 use serde_json::json;
 
 const APPLETS: &[&str] = &["sh", "cat", "mknod", "head", "wc", "touch", "grep", "sleep"];
@@ -82,30 +82,6 @@ impl Drop for DevShmTmpfs {
 }
 
 /// A pod running in the background; killed (by PID) if the test fails.
-struct Background {
-    child: Option<Child>,
-}
-
-impl Background {
-    fn wait(mut self) -> (Option<i32>, String, String) {
-        let out = self.child.take().unwrap().wait_with_output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// The app: says it is ready, waits for the test's go (bounded), then tries each
 /// step and prints `OK:`, `EPERM:` (the device cgroup's answer), `EACCES:` (nodev's)
 /// or `OTHER:` with the step's name.
@@ -171,21 +147,17 @@ fn attempt(shm: &Path, (major, minor): (u32, u32), lift: bool) -> String {
     }
     let image = image(&rkt, &script(major, minor));
     let volume = format!("--volume=dv,kind=host,source={}", shm.display());
-    let child = rkt
-        .command([
-            "--insecure-options=image",
-            "run",
-            "--net=none",
-            "--seccomp=unconfined",
-            &volume,
-            "--mount=volume=dv,target=/dv",
-            image.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pod = Background { child: Some(child) };
+    let mut child = rkt.command([
+        "--insecure-options=image",
+        "run",
+        "--net=none",
+        "--seccomp=unconfined",
+        &volume,
+        "--mount=volume=dv,target=/dv",
+        image.to_str().unwrap(),
+    ]);
+    child.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let pod = Background::spawn(&mut child);
     poll("the app to be ready", Duration::from_secs(60), || {
         shm.join("ready").exists()
     });
@@ -213,7 +185,12 @@ fn attempt(shm: &Path, (major, minor): (u32, u32), lift: bool) -> String {
         assert_eq!(rkt.lift_device_cgroups(), 1);
     }
     std::fs::write(shm.join("go"), "").unwrap();
-    let (code, stdout, stderr) = pod.wait();
+    let out = pod.output();
+    let (code, stdout, stderr) = (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     stdout
 }
