@@ -269,25 +269,8 @@ impl Neighbour {
 
     /// An HTTP GET from the neighbour.
     fn http_get(&self, addr: &str) -> String {
-        let to: SocketAddr = addr.parse().unwrap();
-        let host = addr.to_string();
-        self.run(move || {
-            let mut body = String::new();
-            poll(&format!("http://{host}/ from the neighbour"), || {
-                let Ok(mut c) = TcpStream::connect_timeout(&to, Duration::from_secs(2)) else {
-                    return false;
-                };
-                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let req = format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n");
-                let mut resp = String::new();
-                if c.write_all(req.as_bytes()).is_err() || c.read_to_string(&mut resp).is_err() {
-                    return false;
-                }
-                body = resp;
-                body.starts_with("HTTP/1")
-            });
-            body
-        })
+        let addr = addr.to_string();
+        self.run(move || http_get(&addr))
     }
 }
 

@@ -442,7 +442,7 @@ fn enter_pod_namespaces(private_network: bool) -> anyhow::Result<()> {
 /// for writing and replace the host's stage1 (runc's CVE-2019-5736 class), even
 /// after the process has exited. The host's mount table is not touched.
 fn seal_own_binary() -> anyhow::Result<PathBuf> {
-    use rustix::mount::{MountAttrFlags, MoveMountFlags, OpenTreeFlags};
+    use rustix::mount::MountAttrFlags;
     let exe = std::fs::read_link("/proc/self/exe").context("cannot read /proc/self/exe")?;
     if !exe.is_absolute() || exe.to_string_lossy().ends_with(" (deleted)") {
         bail!(
@@ -450,27 +450,13 @@ fn seal_own_binary() -> anyhow::Result<PathBuf> {
             exe.display()
         );
     }
-    let tree = rustix::mount::open_tree(
-        rustix::fs::CWD,
-        &exe,
-        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
-    )
-    .with_context(|| format!("open_tree {}", exe.display()))?;
-    rootfs::mount_setattr(
-        tree.as_fd(),
+    rootfs::attach_copy(
+        (rustix::fs::CWD, &exe),
         false,
         MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NOSUID,
-        None,
+        (rustix::fs::CWD, &exe),
     )
-    .context("mount_setattr")?;
-    rustix::mount::move_mount(
-        &tree,
-        "",
-        rustix::fs::CWD,
-        &exe,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
-    .with_context(|| format!("move_mount onto {}", exe.display()))?;
+    .with_context(|| format!("cannot bind {} read-only onto itself", exe.display()))?;
     Ok(exe)
 }
 

@@ -509,20 +509,33 @@ pub(crate) fn mount_setattr(
     Ok(())
 }
 
-/// Makes the mount `fd` is on read-only, **recursively**: every mount below it
-/// (a submount of a volume's source, `/sys`'s own submounts) too, so nothing under
-/// a read-only path stays writable. The other flags of each mount are kept.
-fn make_readonly(fd: &OwnedFd, path: &str) -> Result<(), RootfsError> {
-    mount_setattr(
-        fd.as_fd(),
-        true,
-        rustix::mount::MountAttrFlags::MOUNT_ATTR_RDONLY,
-        None,
-    )
-    .map_err(|source| RootfsError::Remount {
-        path: path.to_string(),
-        source,
-    })
+/// Attaches a detached copy of the mount at `source` (resolved from `source_dir`; an
+/// empty path is the handle itself) at `target` (likewise), with `attrs` set on the
+/// copy — and, with `recursive`, on every submount it brings along — before anything
+/// can see it: no window in which it is writable or can be swapped.
+pub(crate) fn attach_copy(
+    (source_dir, source): (BorrowedFd<'_>, &Path),
+    recursive: bool,
+    attrs: rustix::mount::MountAttrFlags,
+    (target_dir, target): (BorrowedFd<'_>, &Path),
+) -> Result<(), Errno> {
+    use rustix::mount::{MoveMountFlags as M, OpenTreeFlags as F};
+    let mut flags = F::OPEN_TREE_CLONE | F::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= F::AT_RECURSIVE;
+    }
+    if source.as_os_str().is_empty() {
+        flags |= F::AT_EMPTY_PATH;
+    }
+    let tree = rustix::mount::open_tree(source_dir, source, flags)?;
+    if !attrs.is_empty() {
+        mount_setattr(tree.as_fd(), recursive, attrs, None)?;
+    }
+    let mut to = M::MOVE_MOUNT_F_EMPTY_PATH;
+    if target.as_os_str().is_empty() {
+        to |= M::MOVE_MOUNT_T_EMPTY_PATH;
+    }
+    rustix::mount::move_mount(&tree, "", target_dir, target, to)
 }
 
 fn mount_err(what: impl Into<String>, path: &str) -> impl FnOnce(Errno) -> RootfsError + '_ {
@@ -786,17 +799,6 @@ fn bind_into(
     let is_dir = meta.is_dir();
     let target = open_in_root(root, path, if is_dir { Create::Dir } else { Create::File })?;
     expect_kind(&target, path, is_dir)?;
-    let what = source.display().to_string();
-    // A detached copy of the source, given its flags before anything can see it, then
-    // attached at the target's handle: no window in which it is writable or can be
-    // swapped.
-    use rustix::mount::OpenTreeFlags as F;
-    let mut flags = F::OPEN_TREE_CLONE | F::OPEN_TREE_CLOEXEC;
-    if how.recursive {
-        flags |= F::AT_RECURSIVE;
-    }
-    let tree = rustix::mount::open_tree(rustix::fs::CWD, source, flags)
-        .map_err(mount_err(what.clone(), path))?;
     let mut attrs = rustix::mount::MountAttrFlags::empty();
     if how.read_only {
         attrs |= rustix::mount::MountAttrFlags::MOUNT_ATTR_RDONLY;
@@ -804,18 +806,13 @@ fn bind_into(
     if how.nodev {
         attrs |= rustix::mount::MountAttrFlags::MOUNT_ATTR_NODEV;
     }
-    if !attrs.is_empty() {
-        mount_setattr(tree.as_fd(), true, attrs, None).map_err(mount_err(what.clone(), path))?;
-    }
-    rustix::mount::move_mount(
-        &tree,
-        "",
-        &target,
-        "",
-        rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
-            | rustix::mount::MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    attach_copy(
+        (rustix::fs::CWD, source),
+        how.recursive,
+        attrs,
+        (target.as_fd(), Path::new("")),
     )
-    .map_err(mount_err(what, path))
+    .map_err(mount_err(source.display().to_string(), path))
 }
 
 fn mount_proc_default(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
@@ -840,11 +837,15 @@ fn mount_sys_default(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
         }) => {
             let target = open_no_symlinks(root, "/sys", true)?;
             expect_kind(&target, "/sys", true)?;
-            rustix::mount::mount_bind_recursive("/sys", fd_path(&target))
-                .map_err(mount_err("/sys", "/sys"))?;
+            attach_copy(
+                (rustix::fs::CWD, Path::new("/sys")),
+                true,
+                rustix::mount::MountAttrFlags::MOUNT_ATTR_RDONLY,
+                (target.as_fd(), Path::new("")),
+            )
+            .map_err(mount_err("/sys", "/sys"))?;
             let mounted = open_no_symlinks(root, "/sys", false)?;
-            expect_fs(mounted.as_fd(), "/sys", SYSFS_MAGIC, "sysfs")?;
-            make_readonly(&mounted, "/sys")
+            expect_fs(mounted.as_fd(), "/sys", SYSFS_MAGIC, "sysfs")
         }
         Err(e) => Err(e),
     }
@@ -1303,32 +1304,17 @@ fn readonly_paths(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), RootfsEr
         let Some(fd) = open_protected(root, path)? else {
             continue;
         };
-        use rustix::mount::OpenTreeFlags as F;
-        let tree = rustix::mount::open_tree(
-            &fd,
-            "",
-            F::OPEN_TREE_CLONE | F::OPEN_TREE_CLOEXEC | F::AT_RECURSIVE | F::AT_EMPTY_PATH,
-        )
-        .map_err(mount_err("itself", path))?;
-        mount_setattr(
-            tree.as_fd(),
+        let here = (fd.as_fd(), Path::new(""));
+        attach_copy(
+            here,
             true,
             rustix::mount::MountAttrFlags::MOUNT_ATTR_RDONLY,
-            None,
+            here,
         )
         .map_err(|source| RootfsError::Remount {
             path: path.clone(),
             source,
         })?;
-        rustix::mount::move_mount(
-            &tree,
-            "",
-            &fd,
-            "",
-            rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
-                | rustix::mount::MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
-        )
-        .map_err(mount_err("itself", path))?;
     }
     Ok(())
 }
