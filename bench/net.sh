@@ -23,7 +23,7 @@ if [ -z "${NET_BENCH_IN_NS:-}" ]; then
     for tool in hyperfine unshare; do
         command -v "$tool" >/dev/null || { echo "bench/net.sh: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
     done
-    cargo build --release --quiet -p rkt -p stage1 -p cni-plugins
+    cargo build --release --quiet -p reconciler -p stage1 -p cni-plugins
     mkdir -p "$results"
     results=$(cd "$results" && pwd)
     # Re-run this script in new network and mount namespaces; nothing below runs on

@@ -20,7 +20,7 @@ size_mb=200
 runs=5
 if [ $quick = 1 ]; then size_mb=20; runs=2; fi
 
-cargo build --release --quiet -p rkt
+cargo build --release --quiet -p reconciler
 rkt=$PWD/target/release/rkt
 work=$(mktemp -d)
 results=${1:-$work/results}

@@ -49,7 +49,7 @@ if [ -z "${RECONCILE_BENCH_IN_NS:-}" ]; then
     for tool in hyperfine unshare python3; do
         command -v "$tool" >/dev/null || { echo "bench/reconcile.sh: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
     done
-    cargo build --release --quiet -p rkt -p stage1 -p cni-plugins
+    cargo build --release --quiet -p reconciler -p stage1 -p cni-plugins
     mkdir -p "$results"
     results=$(cd "$results" && pwd)
     exec unshare -n -m env RECONCILE_BENCH_IN_NS=1 "$0" "$results" "$quick"

@@ -18,7 +18,7 @@ size_mb=200
 runs=5
 if [ $quick = 1 ]; then size_mb=20; runs=2; fi
 
-cargo build --release --quiet -p rkt -p stage1 -p cni-plugins
+cargo build --release --quiet -p reconciler -p stage1 -p cni-plugins
 rkt=$PWD/target/release/rkt
 work=$(mktemp -d)
 export GNUPGHOME=$work/gnupg

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-cargo build --release --quiet -p rkt -p stage1 -p cni-plugins
+cargo build --release --quiet -p reconciler -p stage1 -p cni-plugins
 rkt=$PWD/target/release/rkt
 
 flags=()

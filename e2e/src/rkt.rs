@@ -12,11 +12,19 @@ pub fn rkt_bin() -> PathBuf {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "rkt", "-p", "stage1", "--bins"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "reconciler",
+                "-p",
+                "stage1",
+                "--bins",
+            ])
             .current_dir(&workspace)
             .status()
             .expect("run cargo build for the rkt binary");
-        assert!(status.success(), "cargo build -p rkt failed");
+        assert!(status.success(), "cargo build -p reconciler failed");
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace.join("target"));

@@ -18,10 +18,10 @@ use std::sync::Mutex;
 
 use libfuzzer_sys::fuzz_target;
 use manifests::appc::ImageManifest;
-use rkt::archive;
-use rkt::extract::{self, ExtractError, UnpackOptions};
-use rkt::store;
-use rkt::treestore::{self, Layer};
+use stage0::image::archive;
+use stage0::image::extract::{self, ExtractError, UnpackOptions};
+use stage0::image::store;
+use stage0::image::treestore::{self, Layer};
 
 /// Decompressed archives larger than this are skipped (a few bytes of xz can claim
 /// gigabytes; that costs time, not coverage).

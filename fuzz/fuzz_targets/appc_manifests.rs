@@ -9,8 +9,8 @@ use libfuzzer_sys::fuzz_target;
 use manifests::appc::{AcIdentifier, ImageManifest};
 use manifests::pod::PodManifest;
 use manifests::runtime::RuntimeConfig;
-use rkt::pod_spec::{self, PodOptions, ResolvedApp};
-use rkt::run_args::AppArgs;
+use stage0::pod::spec::{self as pod_spec, PodOptions, ResolvedApp};
+use stage0::pod::request::AppArgs;
 
 fn rootfs() -> &'static std::path::Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();

@@ -14,8 +14,8 @@ use cni_plugins::skel::{self, Plugin, PluginConf};
 use cni_plugins::types::{CniResult, NetConf, NetConfList};
 use cni_plugins::CniError;
 use libfuzzer_sys::fuzz_target;
-use rkt::net::config::NetworkConfig;
-use rkt::net::result;
+use stage0::pod::net::config::NetworkConfig;
+use stage0::pod::net::result;
 use serde_json::{json, Map, Value};
 
 /// Read every plugin-specific configuration of `conf`; answer with its previous result.

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use rkt::trust::{Keystore, TrustScope};
+use stage0::image::trust::{Keystore, TrustScope};
 
 const NAME: &str = "example.com/fuzz";
 const DATA: &[u8] = include_bytes!("../fixtures/signed-data");

@@ -10,10 +10,10 @@ use libfuzzer_sys::fuzz_target;
 use manifests::appc::ImageManifest;
 use manifests::k8s;
 use manifests::runtime::{Backoff, RuntimeConfig};
-use rkt::insecure::InsecureOptions;
-use rkt::launch;
-use rkt::pod_spec::{self, ResolvedApp};
-use rkt::reconcile::mapping::{self, MapContext};
+use stage0::insecure::InsecureOptions;
+use stage0::pod::launch;
+use stage0::pod::spec::{self as pod_spec, ResolvedApp};
+use reconciler::mapping::{self, MapContext};
 
 /// The rendered rootfs every app gets.
 fn rootfs() -> &'static std::path::Path {

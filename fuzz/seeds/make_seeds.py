@@ -581,12 +581,12 @@ def dictionaries():
     for obj in (IMAGE_MANIFEST, POD_MANIFEST, RUNTIME):
         json_keys(obj, appc)
     appc |= source_words("manifests/src/appc.rs", "manifests/src/pod.rs",
-                         "manifests/src/runtime.rs", "reconciler/src/pod_spec.rs")
+                         "manifests/src/runtime.rs", "stage0/src/pod/spec.rs")
     write_dict("appc_manifests", appc | {"sha512-", "0.8.11", "1e99", "-0", "\\u0000"})
     cni = set()
     for obj in CNI.values():
         json_keys(obj, cni)
-    cni |= source_words("reconciler/src/net/config.rs", "reconciler/src/net/result.rs",
+    cni |= source_words("stage0/src/pod/net/config.rs", "stage0/src/pod/net/result.rs",
                         "cni-plugins/src/types.rs", "cni-plugins/src/bridge.rs",
                         "cni-plugins/src/host_local.rs", "cni-plugins/src/portmap.rs",
                         "cni-plugins/src/skel.rs")

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rkt::insecure::InsecureOptions;
-use rkt::paths::Dirs;
+use stage0::insecure::InsecureOptions;
+use stage0::paths::Dirs;
 
 /// Exit code for rkt's own errors (as in rkt 1.x).
 pub const EXIT_RKT_ERROR: u8 = 254;
@@ -110,8 +110,10 @@ pub enum Command {
 
 impl Cli {
     /// `--cni-path`, if given.
-    pub fn cni_path(&self) -> Option<rkt::net::CniPath> {
-        self.cni_path.as_deref().map(rkt::net::CniPath::parse)
+    pub fn cni_path(&self) -> Option<stage0::pod::net::CniPath> {
+        self.cni_path
+            .as_deref()
+            .map(stage0::pod::net::CniPath::parse)
     }
 
     pub fn dirs(&self) -> Dirs {
@@ -241,7 +243,7 @@ mod tests {
                 let cli = Cli::try_parse_from(line.split_whitespace())
                     .unwrap_or_else(|e| panic!("{line}: {e}"));
                 if let Command::Run(args) = &cli.command {
-                    rkt::run_args::parse_apps(&args.pod.apps)
+                    cmd::run_args::parse_apps(&args.pod.apps)
                         .unwrap_or_else(|e| panic!("{line}: {e}"));
                 }
                 checked += 1;

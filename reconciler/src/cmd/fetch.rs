@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use rkt::fetch::{FetchOptions, Fetcher, PullPolicy};
-use rkt::image_ref::ImageRef;
-use rkt::store::short_id;
+use stage0::image::fetch::{FetchOptions, Fetcher, PullPolicy};
+use stage0::image::reference::ImageRef;
+use stage0::image::store::short_id;
 
 use crate::Cli;
 

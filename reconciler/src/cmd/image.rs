@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use rkt::extract::{unpack, UnpackOptions};
-use rkt::image;
-use rkt::store::{short_id, ImageInfo};
-use rkt::treestore::TreeStore;
 use serde_json::json;
+use stage0::image::extract::{unpack, UnpackOptions};
+use stage0::image::render as image;
+use stage0::image::store::{short_id, ImageInfo};
+use stage0::image::treestore::TreeStore;
 
 use crate::Cli;
 
@@ -180,7 +180,7 @@ pub fn run(cli: &Cli, command: &ImageCommand) -> Result<ExitCode> {
         ImageCommand::Verify { images } => {
             // The store was closed as it was opened; the pods dir is checked here.
             let pods_dir = cli.dirs().pods();
-            let pods = rkt::perms::close_private_dir(&pods_dir, "pods dir")
+            let pods = stage0::perms::close_private_dir(&pods_dir, "pods dir")
                 .with_context(|| format!("cannot restrict {}", pods_dir.display()))?;
             if let Some(t) = &pods {
                 tracing::warn!("SECURITY: {t}");

@@ -6,13 +6,14 @@ pub mod image;
 pub mod pods;
 pub mod reconcile;
 pub mod run;
+pub mod run_args;
 pub mod shell;
 pub mod trust;
 
 use anyhow::{Context, Result};
-use rkt::fetch::StderrProgress;
-use rkt::store::Store;
-use rkt::trust::Keystore;
+use stage0::image::fetch::StderrProgress;
+use stage0::image::store::Store;
+use stage0::image::trust::Keystore;
 
 use crate::Cli;
 
@@ -35,8 +36,8 @@ pub fn open_store(cli: &Cli) -> Result<Store> {
     Store::open(&cas).with_context(|| format!("cannot open the image store at {}", cas.display()))
 }
 
-pub fn open_pods(cli: &Cli) -> Result<rkt::pods::Pods> {
-    let pods = rkt::pods::Pods::open(&cli.dir)
+pub fn open_pods(cli: &Cli) -> Result<stage0::pod::dir::Pods> {
+    let pods = stage0::pod::dir::Pods::open(&cli.dir)
         .with_context(|| format!("cannot open the pods directory under {}", cli.dir.display()))?;
     Ok(match cli.cni_path() {
         Some(path) => pods.with_cni_path(path),

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use rkt::launch;
-use rkt::pods::PodInfo;
+use stage0::pod::dir::PodInfo;
+use stage0::pod::launch;
 
 use super::image::Format;
 use crate::Cli;
@@ -143,7 +143,7 @@ pub fn list(cli: &Cli, args: &ListArgs) -> Result<ExitCode> {
         for info in &infos {
             let mut v = serde_json::to_value(info)?;
             if let (Some((key, source, hash)), Some(obj)) =
-                (rkt::reconcile::observe::identity(info), v.as_object_mut())
+                (reconciler::observe::identity(info), v.as_object_mut())
             {
                 obj.insert(
                     "manifest".into(),
@@ -178,7 +178,7 @@ pub fn list(cli: &Cli, args: &ListArgs) -> Result<ExitCode> {
             .map(|n| format!("{}:{}", n.name, n.ip.as_deref().unwrap_or("-")))
             .collect::<Vec<_>>()
             .join(",");
-        let manifest = rkt::reconcile::observe::identity(info)
+        let manifest = reconciler::observe::identity(info)
             .map(|(key, _, _)| key.to_string())
             .unwrap_or_else(|| "-".into());
         let apps = if info.apps.is_empty() {

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use rkt::reconcile::act::{self, Children, Executor};
-use rkt::reconcile::apply::{self, Change};
-use rkt::reconcile::daemon::{Options, Reconciler};
-use rkt::reconcile::k8s::PodKey;
-use rkt::reconcile::mapping::MapContext;
-use rkt::reconcile::observe::scan_dir;
-use rkt::reconcile::plan::BackoffPolicy;
-use rkt::reconcile::status::{self, Phase, StatusFile};
+use reconciler::act::{self, Children, Executor};
+use reconciler::apply::{self, Change};
+use reconciler::daemon::{Options, Reconciler};
+use reconciler::k8s::PodKey;
+use reconciler::mapping::MapContext;
+use reconciler::observe::scan_dir;
+use reconciler::plan::BackoffPolicy;
+use reconciler::status::{self, Phase, StatusFile};
 
 use super::image::Format;
 use crate::Cli;
@@ -212,7 +212,7 @@ pub fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode> {
         guarded: guarded_dirs(cli, &args.pods_dir),
         strict_permissions: args.strict_permissions,
     };
-    let findings = rkt::perms::check_all(&opts.guarded);
+    let findings = stage0::perms::check_all(&opts.guarded);
     for f in &findings {
         eprintln!("rkt: WARNING: {f}");
     }
@@ -328,7 +328,7 @@ fn show_status(cli: &Cli, args: &StatusArgs) -> Result<ExitCode> {
 
 pub fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode> {
     let dir = pods_dir(cli, &args.pods_dir);
-    if let Ok(findings) = rkt::perms::check_dir(&dir, "pods dir") {
+    if let Ok(findings) = stage0::perms::check_dir(&dir, "pods dir") {
         for f in findings {
             eprintln!("rkt: WARNING: {f}");
         }

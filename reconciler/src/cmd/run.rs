@@ -4,16 +4,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::run_args;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use manifests::pod::ExposedPort;
 use manifests::runtime::{Flavor, Seccomp, Volume};
-use rkt::fetch::PullPolicy;
-use rkt::launch::{self, PodRequest};
-use rkt::net::{self, NetMode, NetOptions, PodNetworking};
-use rkt::pod_spec::PodOptions;
-use rkt::pods::Pods;
-use rkt::run_args::{self, MountArg};
+use stage0::image::fetch::PullPolicy;
+use stage0::pod::dir::Pods;
+use stage0::pod::launch::{self, PodRequest};
+use stage0::pod::net::{self, NetMode, NetOptions, PodNetworking};
+use stage0::pod::request::MountArg;
+use stage0::pod::spec::PodOptions;
 
 use crate::Cli;
 

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use rkt::fetch::discovery;
-use rkt::fetch::http::HttpClient;
-use rkt::trust::{KeyInfo, Keystore, TrustScope};
+use stage0::image::fetch::discovery;
+use stage0::image::fetch::http::HttpClient;
+use stage0::image::trust::{KeyInfo, Keystore, TrustScope};
 
 use crate::Cli;
 

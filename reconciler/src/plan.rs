@@ -1,0 +1,511 @@
+//! The reconciler's decisions: a pure function from what the manifests ask for, what
+//! the pod directories show and the bookkeeping of earlier passes to a list of
+//! [`Action`]s. No I/O, no clock: `now` is a parameter, so every transition is
+//! table-tested (`plan/tests.rs`).
+//!
+//! Level-triggered: every call looks at the whole desired set and the whole observed
+//! set. A pod is removed because it is not desired, never because "a delete event
+//! arrived".
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::k8s::{DesiredPod, ManifestError, PodKey, ReplaceStrategy, RestartPolicy};
+use stage0::pod::dir::PodState;
+
+/// CrashLoopBackOff timing: the delay before the n-th consecutive restart is
+/// `initial * 2^(n-1)`, at most `max`; a pod that ran `reset` without exiting starts
+/// over at `initial`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+    pub reset: Duration,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        BackoffPolicy {
+            initial: Duration::from_secs(10),
+            max: Duration::from_secs(300),
+            reset: Duration::from_secs(600),
+        }
+    }
+}
+
+impl BackoffPolicy {
+    /// The wait before retrying after `failures` consecutive failures (at least 1).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let shift = failures.saturating_sub(1).min(30);
+        self.initial
+            .checked_mul(1u32 << shift)
+            .unwrap_or(self.max)
+            .min(self.max)
+    }
+}
+
+/// What the manifests ask for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Desired {
+    /// One entry per `namespace/name` (duplicates already resolved: first file wins).
+    pub pods: BTreeMap<PodKey, Wanted>,
+    /// Manifest files that exist but have errors. Pods started from one of them
+    /// (annotation `rkt.io/source`) are kept as they are, never removed.
+    pub invalid_files: BTreeSet<String>,
+}
+
+/// One desired pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wanted {
+    pub pod: DesiredPod,
+    /// The file is invalid now and this is the last good version of the pod.
+    pub stale: bool,
+}
+
+/// What the pod directories and the reconciler's own records show.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// Pods that carry a `rkt.io/pod-key` annotation (other pods are not ours).
+    pub pods: Vec<ObservedPod>,
+    /// Bookkeeping of earlier passes, per pod key.
+    pub history: BTreeMap<PodKey, History>,
+}
+
+/// One pod directory that belongs to a manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedPod {
+    pub uuid: String,
+    pub key: PodKey,
+    /// The manifest file it was started from (`rkt.io/source`).
+    pub source: String,
+    /// `rkt.io/spec-hash`.
+    pub spec_hash: String,
+    pub state: PodState,
+    pub created_at: Option<SystemTime>,
+    /// When its stage1 started (running pods).
+    pub started_at: Option<SystemTime>,
+    /// Exited pods: every app reported exit code 0.
+    pub succeeded: bool,
+    /// Running pods: why the pod cannot work any more (network namespace gone, CNI
+    /// CHECK failing); such a pod is stopped and handled like any other exit.
+    pub problem: Option<String>,
+}
+
+impl ObservedPod {
+    fn is_running(&self) -> bool {
+        self.state.is_running()
+    }
+    /// Exited after running: its exit tells whether to restart.
+    fn is_dead(&self) -> bool {
+        matches!(self.state, PodState::Exited | PodState::ExitedGarbage)
+    }
+    /// Someone is creating or deleting it right now: leave it alone.
+    fn is_busy(&self) -> bool {
+        matches!(
+            self.state,
+            PodState::Embryo | PodState::Preparing | PodState::Deleting
+        )
+    }
+}
+
+/// The reconciler's memory of one pod key, kept on disk between passes (and runs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    /// The spec this history is about; a new spec starts a new history.
+    pub spec_hash: String,
+    /// The pod last started or adopted for this spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// Pods recreated after an exit or a disappearance.
+    #[serde(default)]
+    pub restarts: u32,
+    /// Consecutive failures (exits or failed creations) since the last reset.
+    #[serde(default)]
+    pub failures: u32,
+    /// No new pod before this time.
+    #[serde(
+        default,
+        with = "super::time::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_at: Option<SystemTime>,
+    /// The pod whose exit (or disappearance) the back-off is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_uuid: Option<String>,
+    /// The pod finished and its restart policy keeps it so: `Some(succeeded)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<bool>,
+    /// The last error of an action for this key (cleared by a success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<ManifestError>,
+}
+
+impl History {
+    pub fn new(spec_hash: &str) -> History {
+        History {
+            spec_hash: spec_hash.to_string(),
+            ..History::default()
+        }
+    }
+
+    /// Whether a back-off is running at `now`.
+    pub fn backing_off(&self, now: SystemTime) -> Option<SystemTime> {
+        self.retry_at.filter(|t| *t > now)
+    }
+
+    /// Record a bookkeeping action of [`plan`] (work actions change nothing here; their
+    /// outcome is recorded by [`Self::started`] and [`Self::failed`]).
+    pub fn record(&mut self, action: &Action) {
+        match action {
+            Action::Adopt { uuid, .. } => {
+                self.uuid = Some(uuid.clone());
+                self.finished = None;
+            }
+            Action::BackOff {
+                failed,
+                failures,
+                until,
+                ..
+            } => {
+                self.failed_uuid = Some(failed.clone());
+                self.failures = *failures;
+                self.retry_at = Some(*until);
+            }
+            Action::ResetBackOff { .. } => {
+                self.failures = 0;
+                self.retry_at = None;
+            }
+            Action::Finish { succeeded, .. } => {
+                self.finished = Some(*succeeded);
+                self.retry_at = None;
+            }
+            Action::Create { .. }
+            | Action::Replace { .. }
+            | Action::Remove { .. }
+            | Action::Stop { .. }
+            | Action::Wait { .. } => {}
+        }
+    }
+
+    /// A pod `uuid` was started for this spec; `restart` counts it as a restart.
+    pub fn started(&mut self, uuid: &str, restart: bool) {
+        self.uuid = Some(uuid.to_string());
+        if restart {
+            self.restarts = self.restarts.saturating_add(1);
+        }
+        self.finished = None;
+        self.retry_at = None;
+        self.last_error = None;
+    }
+
+    /// Creating (or replacing) the pod failed at `now`: remember why and back off.
+    pub fn failed(&mut self, error: ManifestError, policy: &BackoffPolicy, now: SystemTime) {
+        self.failures = self.failures.saturating_add(1);
+        self.retry_at = Some(now + policy.delay(self.failures));
+        self.last_error = Some(error);
+    }
+}
+
+/// Why a pod is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveReason {
+    /// No manifest asks for its key any more.
+    NotDesired,
+    /// Another pod of the same key is the one kept.
+    Duplicate,
+    /// A pod of an older spec (or an older run) that no longer runs.
+    Leftover,
+}
+
+/// One thing to do. Work actions (`Create`, `Replace`, `Remove`, `Stop`) touch pods;
+/// bookkeeping actions (`Adopt`, `BackOff`, `ResetBackOff`, `Finish`, `Wait`) only
+/// update the key's [`History`] and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Prepare and start a pod for the key. `restart`: it replaces a pod that exited or
+    /// disappeared (counts as a restart).
+    Create { key: PodKey, restart: bool },
+    /// The spec changed: start a pod of the new spec and stop and remove `old`, in the
+    /// order the strategy says.
+    Replace {
+        key: PodKey,
+        old: String,
+        strategy: ReplaceStrategy,
+    },
+    /// Stop the pod if it runs, then delete it.
+    Remove {
+        key: PodKey,
+        uuid: String,
+        reason: RemoveReason,
+    },
+    /// Stop a running pod that cannot work any more; its exit is handled next pass.
+    Stop {
+        key: PodKey,
+        uuid: String,
+        reason: String,
+    },
+    /// Record `uuid` as the key's pod (a running pod found on disk, e.g. after a restart
+    /// of the reconciler).
+    Adopt { key: PodKey, uuid: String },
+    /// The key's pod exited (or vanished): no new pod before `until`.
+    BackOff {
+        key: PodKey,
+        failed: String,
+        failures: u32,
+        until: SystemTime,
+    },
+    /// The pod has run long enough: the back-off starts over.
+    ResetBackOff { key: PodKey },
+    /// The pod finished and its restart policy does not restart it.
+    Finish { key: PodKey, succeeded: bool },
+    /// Nothing to do for the key before `until`.
+    Wait { key: PodKey, until: SystemTime },
+}
+
+impl Action {
+    pub fn key(&self) -> &PodKey {
+        match self {
+            Action::Create { key, .. }
+            | Action::Replace { key, .. }
+            | Action::Remove { key, .. }
+            | Action::Stop { key, .. }
+            | Action::Adopt { key, .. }
+            | Action::BackOff { key, .. }
+            | Action::ResetBackOff { key }
+            | Action::Finish { key, .. }
+            | Action::Wait { key, .. } => key,
+        }
+    }
+
+    /// Whether the action changes pods (runs in a worker) rather than only records.
+    pub fn is_work(&self) -> bool {
+        matches!(
+            self,
+            Action::Create { .. }
+                | Action::Replace { .. }
+                | Action::Remove { .. }
+                | Action::Stop { .. }
+        )
+    }
+}
+
+/// The history of `key` as it applies to `hash`: a history of another spec counts as
+/// none.
+pub fn history_for(observed: &Observed, key: &PodKey, hash: &str) -> History {
+    match observed.history.get(key) {
+        Some(h) if h.spec_hash == hash => h.clone(),
+        _ => History::new(hash),
+    }
+}
+
+/// Newest first (creation time, then UUID for a stable order).
+fn newest_first(pods: &mut [&ObservedPod]) {
+    pods.sort_by(|a, b| (b.created_at, &b.uuid).cmp(&(a.created_at, &a.uuid)));
+}
+
+/// Decide what to do. Actions for one key come in the order they are to be executed.
+pub fn plan(
+    desired: &Desired,
+    observed: &Observed,
+    backoff: &BackoffPolicy,
+    now: SystemTime,
+) -> Vec<Action> {
+    let mut by_key: BTreeMap<&PodKey, Vec<&ObservedPod>> = BTreeMap::new();
+    for pod in &observed.pods {
+        by_key.entry(&pod.key).or_default().push(pod);
+    }
+    let mut actions = Vec::new();
+    for (key, wanted) in &desired.pods {
+        let pods = by_key.remove(key).unwrap_or_default();
+        plan_wanted(key, wanted, pods, observed, backoff, now, &mut actions);
+    }
+    // Keys no manifest asks for.
+    for (key, pods) in by_key {
+        let held = pods
+            .iter()
+            .any(|p| desired.invalid_files.contains(&p.source));
+        if held {
+            // Its file is invalid: keep the last good version running.
+            continue;
+        }
+        let mut pods = pods;
+        newest_first(&mut pods);
+        for p in pods.iter().filter(|p| !p.is_busy()) {
+            actions.push(Action::Remove {
+                key: key.clone(),
+                uuid: p.uuid.clone(),
+                reason: RemoveReason::NotDesired,
+            });
+        }
+    }
+    actions
+}
+
+/// Remove every pod of `key` but those in `keep` (and busy ones).
+fn remove_all(
+    key: &PodKey,
+    pods: &[&ObservedPod],
+    hash: &str,
+    keep: &[&str],
+    out: &mut Vec<Action>,
+) {
+    for p in pods {
+        if p.is_busy() || keep.contains(&p.uuid.as_str()) {
+            continue;
+        }
+        let reason = if p.is_running() && p.spec_hash == hash {
+            RemoveReason::Duplicate
+        } else {
+            RemoveReason::Leftover
+        };
+        out.push(Action::Remove {
+            key: key.clone(),
+            uuid: p.uuid.clone(),
+            reason,
+        });
+    }
+}
+
+fn plan_wanted(
+    key: &PodKey,
+    wanted: &Wanted,
+    mut pods: Vec<&ObservedPod>,
+    observed: &Observed,
+    backoff: &BackoffPolicy,
+    now: SystemTime,
+    out: &mut Vec<Action>,
+) {
+    let hash = wanted.pod.spec_hash.as_str();
+    let h = history_for(observed, key, hash);
+    newest_first(&mut pods);
+    let current = |p: &&&ObservedPod| p.spec_hash == hash;
+
+    // 1. A pod of the current spec runs: keep it, drop the rest.
+    if let Some(run) = pods.iter().filter(current).find(|p| p.is_running()) {
+        if h.uuid.as_deref() != Some(run.uuid.as_str()) {
+            out.push(Action::Adopt {
+                key: key.clone(),
+                uuid: run.uuid.clone(),
+            });
+        }
+        remove_all(key, &pods, hash, &[&run.uuid], out);
+        if let Some(problem) = &run.problem {
+            out.push(Action::Stop {
+                key: key.clone(),
+                uuid: run.uuid.clone(),
+                reason: problem.clone(),
+            });
+        } else if h.failures > 0 {
+            let since = run.started_at.or(run.created_at);
+            if since.is_some_and(|t| now.duration_since(t).unwrap_or_default() >= backoff.reset) {
+                out.push(Action::ResetBackOff { key: key.clone() });
+            }
+        }
+        return;
+    }
+
+    // 2. A pod of an older spec runs: replace it (after any back-off of failed
+    //    attempts of the new spec).
+    if let Some(old) = pods.iter().find(|p| p.is_running()) {
+        remove_all(key, &pods, hash, &[&old.uuid], out);
+        if let Some(until) = h.backing_off(now) {
+            out.push(Action::Wait {
+                key: key.clone(),
+                until,
+            });
+            return;
+        }
+        out.push(Action::Replace {
+            key: key.clone(),
+            old: old.uuid.clone(),
+            strategy: wanted.pod.replace,
+        });
+        return;
+    }
+
+    // 3. Nothing runs.
+    // A dead pod that never started (no pid) and that we never recorded as started is
+    // a leftover of an interrupted start, not a crash.
+    let dead = pods
+        .iter()
+        .filter(current)
+        .find(|p| {
+            p.is_dead() && (p.started_at.is_some() || h.uuid.as_deref() == Some(p.uuid.as_str()))
+        })
+        .copied();
+    if h.finished.is_some() {
+        // Finished for good under its policy: keep the last pod (for logs), nothing else.
+        let keep: Vec<&str> = dead.iter().map(|d| d.uuid.as_str()).collect();
+        remove_all(key, &pods, hash, &keep, out);
+        return;
+    }
+    // An exit (or a disappearance) not yet accounted for?
+    let exited: Option<(String, bool, Option<SystemTime>)> = match dead {
+        Some(d) if h.failed_uuid.as_deref() != Some(d.uuid.as_str()) => {
+            Some((d.uuid.clone(), d.succeeded, d.started_at.or(d.created_at)))
+        }
+        None => match &h.uuid {
+            // We started it, it is gone, and its end was never seen (removed by hand,
+            // collected by gc): a failure with an unknown exit.
+            Some(u) if h.failed_uuid.as_ref() != Some(u) => Some((u.clone(), false, None)),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some((uuid, succeeded, started)) = exited {
+        let restart = match wanted.pod.restart_policy {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => !succeeded,
+            RestartPolicy::Never => false,
+        };
+        if !restart {
+            let keep: Vec<&str> = dead.iter().map(|d| d.uuid.as_str()).collect();
+            remove_all(key, &pods, hash, &keep, out);
+            out.push(Action::Finish {
+                key: key.clone(),
+                succeeded,
+            });
+            return;
+        }
+        let ran_long =
+            started.is_some_and(|t| now.duration_since(t).unwrap_or_default() >= backoff.reset);
+        let failures = if ran_long { 1 } else { h.failures + 1 };
+        let until = now + backoff.delay(failures);
+        let keep: Vec<&str> = dead.iter().map(|d| d.uuid.as_str()).collect();
+        remove_all(key, &pods, hash, &keep, out);
+        out.push(Action::BackOff {
+            key: key.clone(),
+            failed: uuid,
+            failures,
+            until,
+        });
+        out.push(Action::Wait {
+            key: key.clone(),
+            until,
+        });
+        return;
+    }
+
+    if let Some(until) = h.backing_off(now) {
+        // Keep the dead pod (logs) while backing off; drop anything else.
+        let keep: Vec<&str> = dead.iter().map(|d| d.uuid.as_str()).collect();
+        remove_all(key, &pods, hash, &keep, out);
+        out.push(Action::Wait {
+            key: key.clone(),
+            until,
+        });
+        return;
+    }
+    // Due: clear every leftover (dead pods, a prepared pod a crash left), then create.
+    remove_all(key, &pods, hash, &[], out);
+    out.push(Action::Create {
+        key: key.clone(),
+        restart: h.failed_uuid.is_some(),
+    });
+}
+
+#[cfg(test)]
+mod tests;

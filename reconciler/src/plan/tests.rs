@@ -1,0 +1,671 @@
+//! Table tests: one row per transition of the reconcile plan.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::*;
+use crate::k8s::{ReplaceStrategy, RestartPolicy};
+use crate::testutil::{desired_pod, key};
+
+fn t(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
+}
+
+const NOW: u64 = 10_000;
+
+/// A desired pod: name, spec hash, restart policy, replace strategy, stale.
+struct W(
+    &'static str,
+    &'static str,
+    RestartPolicy,
+    ReplaceStrategy,
+    bool,
+);
+
+fn w(name: &'static str, hash: &'static str) -> W {
+    W(
+        name,
+        hash,
+        RestartPolicy::Always,
+        ReplaceStrategy::StopFirst,
+        false,
+    )
+}
+
+fn wp(name: &'static str, hash: &'static str, policy: RestartPolicy) -> W {
+    W(name, hash, policy, ReplaceStrategy::StopFirst, false)
+}
+
+/// An observed pod: name, uuid, hash, state, created (secs), started (secs).
+fn pod(name: &str, uuid: &str, hash: &str, state: PodState, created: u64) -> ObservedPod {
+    ObservedPod {
+        uuid: uuid.into(),
+        key: key(name),
+        source: format!("/pods.d/{name}.yaml"),
+        spec_hash: hash.into(),
+        state,
+        created_at: Some(t(created)),
+        started_at: Some(t(created + 1)),
+        succeeded: false,
+        problem: None,
+    }
+}
+
+fn ok(mut p: ObservedPod) -> ObservedPod {
+    p.succeeded = true;
+    p
+}
+
+fn hist(hash: &str) -> History {
+    History::new(hash)
+}
+
+struct Case {
+    name: &'static str,
+    want: Vec<W>,
+    invalid: Vec<&'static str>,
+    pods: Vec<ObservedPod>,
+    history: Vec<(&'static str, History)>,
+    expect: Vec<Action>,
+}
+
+fn run(case: &Case) -> Vec<Action> {
+    let desired = Desired {
+        pods: case
+            .want
+            .iter()
+            .map(|W(name, hash, policy, strategy, stale)| {
+                let mut p = desired_pod(name, hash);
+                p.restart_policy = *policy;
+                p.replace = *strategy;
+                (
+                    key(name),
+                    Wanted {
+                        pod: p,
+                        stale: *stale,
+                    },
+                )
+            })
+            .collect(),
+        invalid_files: case
+            .invalid
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<_>>(),
+    };
+    let observed = Observed {
+        pods: case.pods.clone(),
+        history: case
+            .history
+            .iter()
+            .map(|(n, h)| (key(n), h.clone()))
+            .collect(),
+    };
+    plan(&desired, &observed, &BackoffPolicy::default(), t(NOW))
+}
+
+fn create(name: &str, restart: bool) -> Action {
+    Action::Create {
+        key: key(name),
+        restart,
+    }
+}
+fn remove(name: &str, uuid: &str, reason: RemoveReason) -> Action {
+    Action::Remove {
+        key: key(name),
+        uuid: uuid.into(),
+        reason,
+    }
+}
+fn wait(name: &str, secs: u64) -> Action {
+    Action::Wait {
+        key: key(name),
+        until: t(secs),
+    }
+}
+fn backoff(name: &str, failed: &str, failures: u32, until: u64) -> Action {
+    Action::BackOff {
+        key: key(name),
+        failed: failed.into(),
+        failures,
+        until: t(until),
+    }
+}
+
+use PodState::*;
+use RemoveReason::*;
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "a new manifest is created",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![],
+            history: vec![],
+            expect: vec![create("web", false)],
+        },
+        Case {
+            name: "a running pod of the current spec is left alone",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![pod("web", "u1", "h1", Running, 0)],
+            history: vec![(
+                "web",
+                History {
+                    uuid: Some("u1".into()),
+                    ..hist("h1")
+                },
+            )],
+            expect: vec![],
+        },
+        Case {
+            name: "a restarted reconciler adopts the running pod instead of restarting it",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![pod("web", "u1", "h1", Running, 0)],
+            history: vec![],
+            expect: vec![Action::Adopt {
+                key: key("web"),
+                uuid: "u1".into(),
+            }],
+        },
+        Case {
+            name: "a changed spec replaces the pod, stopping it first by default",
+            want: vec![w("web", "h2")],
+            invalid: vec![],
+            pods: vec![pod("web", "u1", "h1", Running, 0)],
+            history: vec![("web", History { uuid: Some("u1".into()), ..hist("h1") })],
+            expect: vec![Action::Replace {
+                key: key("web"),
+                old: "u1".into(),
+                strategy: ReplaceStrategy::StopFirst,
+            }],
+        },
+        Case {
+            name: "rkt.io/replace: start-first is passed on",
+            want: vec![W("web", "h2", RestartPolicy::Always, ReplaceStrategy::StartFirst, false)],
+            invalid: vec![],
+            pods: vec![pod("web", "u1", "h1", Running, 0)],
+            history: vec![],
+            expect: vec![Action::Replace {
+                key: key("web"),
+                old: "u1".into(),
+                strategy: ReplaceStrategy::StartFirst,
+            }],
+        },
+        Case {
+            name: "a replacement that failed waits for its back-off, the old pod keeps running",
+            want: vec![w("web", "h2")],
+            invalid: vec![],
+            pods: vec![pod("web", "u1", "h1", Running, 0)],
+            history: vec![(
+                "web",
+                History {
+                    failures: 1,
+                    retry_at: Some(t(NOW + 5)),
+                    ..hist("h2")
+                },
+            )],
+            expect: vec![wait("web", NOW + 5)],
+        },
+        Case {
+            name: "a pod whose manifest is gone is removed",
+            want: vec![],
+            invalid: vec![],
+            pods: vec![pod("web", "u1", "h1", Running, 0)],
+            history: vec![],
+            expect: vec![remove("web", "u1", NotDesired)],
+        },
+        Case {
+            name: "every pod of a removed manifest goes, whatever its state",
+            want: vec![],
+            invalid: vec![],
+            pods: vec![
+                pod("web", "u1", "h1", Exited, 0),
+                pod("web", "u2", "h1", Prepared, 5),
+                pod("web", "u3", "h1", Preparing, 6),
+            ],
+            history: vec![],
+            expect: vec![remove("web", "u2", NotDesired), remove("web", "u1", NotDesired)],
+        },
+        Case {
+            name: "an invalid file keeps the pods it started (no last good version known)",
+            want: vec![],
+            invalid: vec!["/pods.d/web.yaml"],
+            pods: vec![pod("web", "u1", "h1", Running, 0)],
+            history: vec![],
+            expect: vec![],
+        },
+        Case {
+            name: "an invalid file's last good version keeps running",
+            want: vec![W("web", "h1", RestartPolicy::Always, ReplaceStrategy::StopFirst, true)],
+            invalid: vec!["/pods.d/web.yaml"],
+            pods: vec![pod("web", "u1", "h1", Running, 0)],
+            history: vec![("web", History { uuid: Some("u1".into()), ..hist("h1") })],
+            expect: vec![],
+        },
+        Case {
+            name: "the last good version of an invalid file is recreated when its pod dies",
+            want: vec![W("web", "h1", RestartPolicy::Always, ReplaceStrategy::StopFirst, true)],
+            invalid: vec!["/pods.d/web.yaml"],
+            pods: vec![pod("web", "u1", "h1", Exited, 0)],
+            history: vec![(
+                "web",
+                History {
+                    uuid: Some("u1".into()),
+                    failed_uuid: Some("u1".into()),
+                    failures: 1,
+                    retry_at: Some(t(NOW - 1)),
+                    ..hist("h1")
+                },
+            )],
+            expect: vec![remove("web", "u1", Leftover), create("web", true)],
+        },
+        Case {
+            name: "restartPolicy Always: a pod that exited 0 backs off, then restarts",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![ok(pod("web", "u1", "h1", Exited, NOW - 20))],
+            history: vec![("web", History { uuid: Some("u1".into()), ..hist("h1") })],
+            expect: vec![backoff("web", "u1", 1, NOW + 10), wait("web", NOW + 10)],
+        },
+        Case {
+            name: "restartPolicy OnFailure: exit 0 finishes the pod",
+            want: vec![wp("job", "h1", RestartPolicy::OnFailure)],
+            invalid: vec![],
+            pods: vec![ok(pod("job", "u1", "h1", Exited, 0))],
+            history: vec![],
+            expect: vec![Action::Finish {
+                key: key("job"),
+                succeeded: true,
+            }],
+        },
+        Case {
+            name: "restartPolicy OnFailure: a failure backs off",
+            want: vec![wp("job", "h1", RestartPolicy::OnFailure)],
+            invalid: vec![],
+            pods: vec![pod("job", "u1", "h1", Exited, NOW - 30)],
+            history: vec![],
+            expect: vec![backoff("job", "u1", 1, NOW + 10), wait("job", NOW + 10)],
+        },
+        Case {
+            name: "restartPolicy Never: a failure finishes the pod, which is kept",
+            want: vec![wp("job", "h1", RestartPolicy::Never)],
+            invalid: vec![],
+            pods: vec![pod("job", "u1", "h1", Exited, 0)],
+            history: vec![],
+            expect: vec![Action::Finish {
+                key: key("job"),
+                succeeded: false,
+            }],
+        },
+        Case {
+            name: "a finished pod stays finished; stray pods of its key go",
+            want: vec![wp("job", "h1", RestartPolicy::Never)],
+            invalid: vec![],
+            pods: vec![
+                pod("job", "u1", "h1", Exited, 0),
+                pod("job", "u0", "h0", Exited, 0),
+                pod("job", "u2", "h1", Prepared, 3),
+            ],
+            history: vec![("job", History { finished: Some(false), uuid: Some("u1".into()), ..hist("h1") })],
+            expect: vec![remove("job", "u2", Leftover), remove("job", "u0", Leftover)],
+        },
+        Case {
+            name: "a finished pod that was garbage-collected is not recreated",
+            want: vec![wp("job", "h1", RestartPolicy::OnFailure)],
+            invalid: vec![],
+            pods: vec![],
+            history: vec![("job", History { finished: Some(true), uuid: Some("u1".into()), ..hist("h1") })],
+            expect: vec![],
+        },
+        Case {
+            name: "a finished history of an older spec does not stop a new spec",
+            want: vec![wp("job", "h2", RestartPolicy::Never)],
+            invalid: vec![],
+            pods: vec![pod("job", "u1", "h1", Exited, 0)],
+            history: vec![("job", History { finished: Some(true), uuid: Some("u1".into()), ..hist("h1") })],
+            expect: vec![remove("job", "u1", Leftover), create("job", false)],
+        },
+        Case {
+            name: "during the back-off the dead pod is kept and nothing starts",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![pod("web", "u1", "h1", Exited, 0)],
+            history: vec![(
+                "web",
+                History {
+                    uuid: Some("u1".into()),
+                    failed_uuid: Some("u1".into()),
+                    failures: 2,
+                    retry_at: Some(t(NOW + 7)),
+                    ..hist("h1")
+                },
+            )],
+            expect: vec![wait("web", NOW + 7)],
+        },
+        Case {
+            name: "after the back-off the dead pod is removed and a new one created",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![pod("web", "u1", "h1", ExitedGarbage, 0)],
+            history: vec![(
+                "web",
+                History {
+                    uuid: Some("u1".into()),
+                    failed_uuid: Some("u1".into()),
+                    failures: 2,
+                    retry_at: Some(t(NOW)),
+                    ..hist("h1")
+                },
+            )],
+            expect: vec![remove("web", "u1", Leftover), create("web", true)],
+        },
+        Case {
+            name: "the back-off doubles with each consecutive failure",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![pod("web", "u3", "h1", Exited, NOW - 15)],
+            history: vec![(
+                "web",
+                History {
+                    uuid: Some("u3".into()),
+                    failed_uuid: Some("u2".into()),
+                    failures: 3,
+                    ..hist("h1")
+                },
+            )],
+            expect: vec![backoff("web", "u3", 4, NOW + 80), wait("web", NOW + 80)],
+        },
+        Case {
+            name: "the back-off is capped at five minutes",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![pod("web", "u9", "h1", Exited, NOW - 15)],
+            history: vec![("web", History { uuid: Some("u9".into()), failures: 9, ..hist("h1") })],
+            expect: vec![backoff("web", "u9", 10, NOW + 300), wait("web", NOW + 300)],
+        },
+        Case {
+            name: "a pod that ran ten minutes before exiting starts the back-off over",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![pod("web", "u5", "h1", Exited, NOW - 700)],
+            history: vec![("web", History { uuid: Some("u5".into()), failures: 6, ..hist("h1") })],
+            expect: vec![backoff("web", "u5", 1, NOW + 10), wait("web", NOW + 10)],
+        },
+        Case {
+            name: "a pod running for ten minutes resets the back-off",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![pod("web", "u5", "h1", Running, NOW - 601)],
+            history: vec![("web", History { uuid: Some("u5".into()), failures: 4, ..hist("h1") })],
+            expect: vec![Action::ResetBackOff { key: key("web") }],
+        },
+        Case {
+            name: "a pod running for less keeps its back-off count",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![pod("web", "u5", "h1", Running, NOW - 100)],
+            history: vec![("web", History { uuid: Some("u5".into()), failures: 4, ..hist("h1") })],
+            expect: vec![],
+        },
+        Case {
+            name: "a running pod with a broken network is stopped",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![ObservedPod {
+                problem: Some("network namespace /run/netns/x is gone".into()),
+                ..pod("web", "u1", "h1", Running, 0)
+            }],
+            history: vec![("web", History { uuid: Some("u1".into()), ..hist("h1") })],
+            expect: vec![Action::Stop {
+                key: key("web"),
+                uuid: "u1".into(),
+                reason: "network namespace /run/netns/x is gone".into(),
+            }],
+        },
+        Case {
+            name: "a pod removed by hand is recreated after a back-off",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![],
+            history: vec![("web", History { uuid: Some("u1".into()), ..hist("h1") })],
+            expect: vec![backoff("web", "u1", 1, NOW + 10), wait("web", NOW + 10)],
+        },
+        Case {
+            name: "a vanished pod whose back-off ran out is recreated as a restart",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![],
+            history: vec![(
+                "web",
+                History {
+                    uuid: Some("u1".into()),
+                    failed_uuid: Some("u1".into()),
+                    failures: 1,
+                    retry_at: Some(t(NOW - 1)),
+                    ..hist("h1")
+                },
+            )],
+            expect: vec![create("web", true)],
+        },
+        Case {
+            name: "restartPolicy Never: a vanished pod is not recreated",
+            want: vec![wp("job", "h1", RestartPolicy::Never)],
+            invalid: vec![],
+            pods: vec![],
+            history: vec![("job", History { uuid: Some("u1".into()), ..hist("h1") })],
+            expect: vec![Action::Finish {
+                key: key("job"),
+                succeeded: false,
+            }],
+        },
+        Case {
+            name: "two running pods of one key: the newest stays",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![pod("web", "u1", "h1", Running, 0), pod("web", "u2", "h1", Running, 5)],
+            history: vec![("web", History { uuid: Some("u2".into()), ..hist("h1") })],
+            expect: vec![remove("web", "u1", Duplicate)],
+        },
+        Case {
+            name: "an interrupted start-first replacement: the old spec's pod goes",
+            want: vec![w("web", "h2")],
+            invalid: vec![],
+            pods: vec![pod("web", "u1", "h1", Running, 0), pod("web", "u2", "h2", Running, 5)],
+            history: vec![],
+            expect: vec![
+                Action::Adopt {
+                    key: key("web"),
+                    uuid: "u2".into(),
+                },
+                remove("web", "u1", Leftover),
+            ],
+        },
+        Case {
+            name: "a prepared pod left by an interrupted create is replaced by a fresh one",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![pod("web", "u1", "h1", Prepared, 0), pod("web", "u0", "h1", AbortedPrepare, 0)],
+            history: vec![],
+            expect: vec![
+                remove("web", "u1", Leftover),
+                remove("web", "u0", Leftover),
+                create("web", false),
+            ],
+        },
+        Case {
+            name: "a pod moved to run/ but never started (interrupted start) is a leftover, not a crash",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![ObservedPod {
+                started_at: None,
+                ..pod("web", "u1", "h1", Exited, 0)
+            }],
+            history: vec![],
+            expect: vec![remove("web", "u1", Leftover), create("web", false)],
+        },
+        Case {
+            name: "a pod we started that died before writing its pid is a crash",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![ObservedPod {
+                started_at: None,
+                ..pod("web", "u1", "h1", Exited, NOW)
+            }],
+            history: vec![("web", History { uuid: Some("u1".into()), ..hist("h1") })],
+            expect: vec![backoff("web", "u1", 1, NOW + 10), wait("web", NOW + 10)],
+        },
+        Case {
+            name: "a pod being prepared by someone else is left alone",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![pod("web", "u1", "h1", Preparing, 0)],
+            history: vec![],
+            expect: vec![create("web", false)],
+        },
+        Case {
+            name: "a failed create waits for its back-off",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![],
+            history: vec![("web", History { failures: 1, retry_at: Some(t(NOW + 3)), ..hist("h1") })],
+            expect: vec![wait("web", NOW + 3)],
+        },
+        Case {
+            name: "a failed create is retried, not counted as a restart",
+            want: vec![w("web", "h1")],
+            invalid: vec![],
+            pods: vec![],
+            history: vec![("web", History { failures: 1, retry_at: Some(t(NOW)), ..hist("h1") })],
+            expect: vec![create("web", false)],
+        },
+        Case {
+            name: "a spec changed while its pod was dead: the old pod goes, the new spec starts at once",
+            want: vec![w("web", "h2")],
+            invalid: vec![],
+            pods: vec![pod("web", "u1", "h1", Exited, 0)],
+            history: vec![("web", History { uuid: Some("u1".into()), failed_uuid: Some("u1".into()), failures: 3, retry_at: Some(t(NOW + 100)), ..hist("h1") })],
+            expect: vec![remove("web", "u1", Leftover), create("web", false)],
+        },
+        Case {
+            name: "keys are independent: one held, one created, one removed",
+            want: vec![w("a", "ha")],
+            invalid: vec!["/pods.d/b.yaml"],
+            pods: vec![pod("b", "ub", "hb", Running, 0), pod("c", "uc", "hc", Exited, 0)],
+            history: vec![],
+            expect: vec![create("a", false), remove("c", "uc", NotDesired)],
+        },
+    ]
+}
+
+#[test]
+fn plan_table() {
+    let mut failed = Vec::new();
+    for case in cases() {
+        let got = run(&case);
+        if got != case.expect {
+            failed.push(format!(
+                "{}:\n  expected {:?}\n  got      {:?}",
+                case.name, case.expect, got
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+#[test]
+fn plan_is_deterministic_and_idempotent_for_a_converged_set() {
+    // Running pods of every desired key, with matching history: no action at all.
+    let want: Vec<W> = vec![w("a", "h"), w("b", "h"), w("c", "h")];
+    let pods: Vec<ObservedPod> = ["a", "b", "c"]
+        .iter()
+        .map(|n| pod(n, &format!("u-{n}"), "h", Running, 0))
+        .collect();
+    let history = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            (
+                *n,
+                History {
+                    uuid: Some(format!("u-{n}")),
+                    ..hist("h")
+                },
+            )
+        })
+        .collect();
+    let case = Case {
+        name: "converged",
+        want,
+        invalid: vec![],
+        pods,
+        history,
+        expect: vec![],
+    };
+    assert_eq!(run(&case), Vec::<Action>::new());
+    assert_eq!(run(&case), run(&case));
+}
+
+#[test]
+fn backoff_delays() {
+    let p = BackoffPolicy::default();
+    let secs: Vec<u64> = (1..=8).map(|n| p.delay(n).as_secs()).collect();
+    assert_eq!(secs, vec![10, 20, 40, 80, 160, 300, 300, 300]);
+    assert_eq!(p.delay(0).as_secs(), 10);
+    assert_eq!(p.delay(u32::MAX).as_secs(), 300);
+    let fast = BackoffPolicy {
+        initial: Duration::from_millis(100),
+        max: Duration::from_millis(250),
+        reset: Duration::from_secs(1),
+    };
+    assert_eq!(fast.delay(3), Duration::from_millis(250));
+}
+
+#[test]
+fn history_records_bookkeeping_and_outcomes() {
+    let p = BackoffPolicy::default();
+    let mut h = History::new("h1");
+    h.record(&Action::Adopt {
+        key: key("a"),
+        uuid: "u1".into(),
+    });
+    assert_eq!(h.uuid.as_deref(), Some("u1"));
+    h.record(&backoff("a", "u1", 2, 50));
+    assert_eq!(
+        (h.failures, h.retry_at, h.failed_uuid.as_deref()),
+        (2, Some(t(50)), Some("u1"))
+    );
+    h.started("u2", true);
+    assert_eq!(
+        (h.restarts, h.uuid.as_deref(), h.retry_at),
+        (1, Some("u2"), None)
+    );
+    assert_eq!(h.failures, 2, "the count only resets after a long run");
+    h.record(&Action::ResetBackOff { key: key("a") });
+    assert_eq!(h.failures, 0);
+    let err = ManifestError {
+        file: "/pods.d/a.yaml".into(),
+        line: Some(1),
+        column: None,
+        field: "spec.containers[0].image".into(),
+        message: "cannot fetch".into(),
+    };
+    h.failed(err.clone(), &p, t(100));
+    assert_eq!((h.failures, h.retry_at), (1, Some(t(110))));
+    h.failed(err.clone(), &p, t(200));
+    assert_eq!((h.failures, h.retry_at), (2, Some(t(220))));
+    assert_eq!(h.last_error, Some(err));
+    h.started("u3", false);
+    assert_eq!((h.restarts, h.last_error.is_none()), (1, true));
+    h.record(&Action::Finish {
+        key: key("a"),
+        succeeded: true,
+    });
+    assert_eq!(h.finished, Some(true));
+
+    // Round trip through the state file's JSON.
+    h.retry_at = Some(t(300));
+    let json = serde_json::to_string(&h).unwrap();
+    assert_eq!(serde_json::from_str::<History>(&json).unwrap(), h);
+}

@@ -1,0 +1,14 @@
+//! Pods: from a request to a pod directory stage1 runs, and back to nothing.
+//!
+//! - [`request`]: what a pod is made from (apps, their images, options), typed;
+//! - [`spec`]: resolving a request against its images into the pod manifest and the
+//!   runtime configuration stage1 reads;
+//! - [`dir`]: the pod directories under `<dir>/pods`, their states, locks and removal;
+//! - [`launch`]: preparing a pod end to end (fetch, verify, render, write);
+//! - [`net`]: CNI networking: configurations, plugin invocation, results, leases.
+
+pub mod dir;
+pub mod launch;
+pub mod net;
+pub mod request;
+pub mod spec;
