@@ -262,6 +262,8 @@ fn h_split(hosts: &str) -> Vec<String> {
         .collect()
 }
 
+/// One app of the pod: the functions below, composed. The only look at the file
+/// system is whether the command exists in the rendered image.
 fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecError> {
     let a = &app.request;
     let image_app = app.manifest.app.clone().unwrap_or_default();
