@@ -9,8 +9,8 @@ use libfuzzer_sys::fuzz_target;
 use manifests::appc::{AcIdentifier, ImageManifest};
 use manifests::pod::PodManifest;
 use manifests::runtime::RuntimeConfig;
-use stage0::pod::spec::{self as pod_spec, PodOptions, ResolvedApp};
-use stage0::pod::request::AppArgs;
+use stage0::pod::request::{AppRequest, PodOptions};
+use stage0::pod::spec::{self as pod_spec, ResolvedApp};
 
 fn rootfs() -> &'static std::path::Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
@@ -31,9 +31,9 @@ fuzz_target!(|data: &[u8]| {
         rkt_fuzz::assert_same_json(&back, &m, "image manifest");
         let _ = m.label("version");
         let app = ResolvedApp {
-            args: AppArgs {
+            request: AppRequest {
                 image: m.name.to_string(),
-                ..AppArgs::default()
+                ..AppRequest::default()
             },
             image_id: format!("sha512-{}", "0".repeat(64)),
             manifest: m,

@@ -1,7 +1,7 @@
 //! Kubernetes Pod YAML/JSON: parse and validate (`manifests::k8s::parse_file`), map
-//! each valid pod to a `rkt run` request (`reconcile::mapping::to_request`), build its
-//! runtime configuration and pod manifest as `rkt prepare` would, and check that what
-//! was built reads back.
+//! each valid pod to a complete pod request (`reconciler::mapping::to_request`), build
+//! its runtime configuration and pod manifest as `rkt prepare` would, and check that
+//! what was built reads back.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -58,18 +58,17 @@ fuzz_target!(|data: &[u8]| {
             .request
             .apps
             .iter()
-            .map(|args| ResolvedApp {
-                args: args.clone(),
+            .map(|app| ResolvedApp {
+                request: app.clone(),
                 image_id: IMAGE_ID.to_string(),
                 manifest: image_manifest().clone(),
                 rootfs: rootfs().to_path_buf(),
             })
             .collect();
         let uuid = "00000000-0000-4000-8000-000000000000";
-        let Ok(mut runtime) = pod_spec::build_runtime(uuid, &mapped.request.pod, &resolved) else {
+        let Ok(runtime) = pod_spec::build_runtime(uuid, &mapped.request.pod, &resolved) else {
             continue;
         };
-        mapped.adjust.apply(&mut runtime);
         let json = serde_json::to_vec(&runtime).expect("a runtime configuration serialises");
         RuntimeConfig::from_slice(&json).expect("a built runtime configuration reads back");
         let mut manifest = launch::pod_manifest(&runtime, &resolved, &mapped.request.annotations);

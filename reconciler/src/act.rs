@@ -1,5 +1,5 @@
 //! Executing the plan's work actions through the code paths of the CLI:
-//! [`launch::prepare_with`] (fetch with `rkt fetch`'s trust rules, render, prepare, as
+//! [`launch::prepare`] (fetch with `rkt fetch`'s trust rules, render, prepare, as
 //! `rkt prepare`), [`Pods::spawn_prepared_with`] with the networking hook (as
 //! `rkt run-prepared`, detached), [`Pods::stop`] / [`Pods::wait`] (`rkt stop`) and
 //! [`Pods::remove`] (`rkt rm`).
@@ -288,13 +288,12 @@ impl Executor {
             .map_err(|e| error_at(pod, &e.field(pod), e.to_string()))?;
         let mapped = mapping::to_request(pod, &self.map)
             .map_err(|e| error_at(pod, &e.field(pod), e.to_string()))?;
-        let (prepared, _) = launch::prepare_with(
+        let (prepared, _) = launch::prepare(
             &self.store,
             &self.keystore,
             &self.pods,
             &LogProgress,
             &mapped.request,
-            &|rt| mapped.adjust.apply(rt),
         )
         .map_err(|e| error_at(pod, &prepare_error_field(pod, &e), e.to_string()))?;
         let mut hook = PodNetworking::new(NetOptions {

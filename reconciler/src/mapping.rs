@@ -1,8 +1,9 @@
-//! From a desired Kubernetes pod to what `rkt run` would be asked: a [`PodRequest`]
-//! (pod options and one [`AppArgs`] per container), plus the settings `rkt run` has no
-//! flag for, applied to the runtime configuration once it is built
-//! ([`RuntimeAdjust`]): init apps, restart policies, probes, per-mount read-only flags,
-//! privileged containers and the back-off timing.
+//! From a desired Kubernetes pod to a complete [`PodRequest`]: the pod options (with
+//! the back-off timing) and one [`AppRequest`] per container, init containers first,
+//! each with everything its runtime app needs (command, environment, user, mounts and
+//! their read-only flags, limits, capabilities, init flag, restart policy, probes,
+//! privileges, seccomp). `stage0::pod::spec` builds the runtime configuration from it
+//! as it does for `rkt run`; nothing is set afterwards.
 
 use std::fs;
 use std::io;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use manifests::appc;
 use manifests::pod::ExposedPort;
-use manifests::runtime::{self, Backoff, RuntimeConfig, Volume, DEFAULT_CAPABILITIES};
+use manifests::runtime::{self, Backoff, Volume, DEFAULT_CAPABILITIES};
 
 use super::k8s::{
     DesiredContainer, DesiredPod, DesiredVolume, ImagePullPolicy, ManifestError, Probe,
@@ -20,9 +21,7 @@ use super::k8s::{
 use super::{ANNOTATION_KEY, ANNOTATION_SOURCE, ANNOTATION_SPEC_HASH};
 use stage0::image::fetch::PullPolicy;
 use stage0::insecure::InsecureOptions;
-use stage0::pod::launch::PodRequest;
-use stage0::pod::request::{AppArgs, MountArg, KNOWN_CAPS};
-use stage0::pod::spec::PodOptions;
+use stage0::pod::request::{AppRequest, MountArg, PodOptions, PodRequest, KNOWN_CAPS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MapError {
@@ -101,64 +100,10 @@ pub struct PortMapping {
     pub protocol: String,
 }
 
-/// Per-app settings applied after `build_runtime`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AppAdjust {
-    pub name: String,
-    pub init: bool,
-    pub restart_policy: runtime::RestartPolicy,
-    pub liveness_probe: Option<runtime::Probe>,
-    pub readiness_probe: Option<runtime::Probe>,
-    pub privileged: bool,
-    /// `seccompProfile` / `rkt.io/seccomp`: `Unconfined` lifts the default filter.
-    pub seccomp: runtime::Seccomp,
-    /// Mount targets that are read-only (`volumeMounts[].readOnly`).
-    pub read_only_mounts: Vec<String>,
-}
-
-/// The runtime settings `rkt run` has no flags for.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RuntimeAdjust {
-    pub apps: Vec<AppAdjust>,
-    pub backoff: Backoff,
-}
-
-impl RuntimeAdjust {
-    pub fn apply(&self, rt: &mut RuntimeConfig) {
-        rt.backoff = self.backoff;
-        for adj in &self.apps {
-            let Some(app) = rt.apps.iter_mut().find(|a| a.name == adj.name) else {
-                continue;
-            };
-            app.init = adj.init;
-            app.restart_policy = adj.restart_policy;
-            app.liveness_probe.clone_from(&adj.liveness_probe);
-            app.readiness_probe.clone_from(&adj.readiness_probe);
-            for m in &mut app.mounts {
-                if adj.read_only_mounts.contains(&m.path) {
-                    m.read_only = true;
-                }
-            }
-            // Privileged containers run without a filter, as under the CRI.
-            if adj.privileged || adj.seccomp == runtime::Seccomp::Unconfined {
-                app.seccomp = runtime::Seccomp::Unconfined;
-            }
-            if adj.privileged {
-                app.capabilities = KNOWN_CAPS.iter().map(|c| c.to_string()).collect();
-                app.masked_paths.clear();
-                app.readonly_paths.clear();
-                app.no_new_privileges = false;
-                app.allow_all_devices = true;
-            }
-        }
-    }
-}
-
 /// A desired pod as a prepare request.
 #[derive(Debug, Clone)]
 pub struct Mapped {
     pub request: PodRequest,
-    pub adjust: RuntimeAdjust,
     /// Host ports published (also in `request.pod.ports`, for the portmap plugin).
     pub ports: Vec<PortMapping>,
 }
@@ -201,7 +146,7 @@ pub fn to_request(pod: &DesiredPod, ctx: &MapContext) -> Result<Mapped, MapError
     let mut pod_insecure = ctx.insecure;
     // rkt.io/image-privileges: allow (the reconciler's own flag allows it for all pods).
     pod_insecure.image_privileges |= pod.image_privileges;
-    let options = PodOptions {
+    let mut options = PodOptions {
         hostname,
         volumes,
         flavor: pod.stage1,
@@ -212,6 +157,7 @@ pub fn to_request(pod: &DesiredPod, ctx: &MapContext) -> Result<Mapped, MapError
         private_network: !pod.host_network && pod.networks.is_empty(),
         // spec.hostUsers: false
         private_users: pod.private_users,
+        backoff: ctx.backoff,
         ..PodOptions::default()
     };
     let init_policy = match pod.restart_policy {
@@ -224,7 +170,6 @@ pub fn to_request(pod: &DesiredPod, ctx: &MapContext) -> Result<Mapped, MapError
         RestartPolicy::Never => runtime::RestartPolicy::Never,
     };
     let mut apps = Vec::new();
-    let mut adjust = Vec::new();
     let mut ports = Vec::new();
     let all = pod
         .init_containers
@@ -232,30 +177,8 @@ pub fn to_request(pod: &DesiredPod, ctx: &MapContext) -> Result<Mapped, MapError
         .map(|c| (c, true))
         .chain(pod.containers.iter().map(|c| (c, false)));
     for (c, init) in all {
-        apps.push(app_args(c)?);
-        adjust.push(AppAdjust {
-            name: c.name.clone(),
-            init,
-            restart_policy: if init { init_policy } else { app_policy },
-            liveness_probe: if init {
-                None
-            } else {
-                c.liveness_probe.as_ref().map(probe)
-            },
-            readiness_probe: if init {
-                None
-            } else {
-                c.readiness_probe.as_ref().map(probe)
-            },
-            privileged: c.privileged,
-            seccomp: c.seccomp,
-            read_only_mounts: c
-                .volume_mounts
-                .iter()
-                .filter(|m| m.read_only)
-                .map(|m| m.mount_path.clone())
-                .collect(),
-        });
+        let policy = if init { init_policy } else { app_policy };
+        apps.push(app_request(c, init, policy)?);
         for p in &c.ports {
             if let Some(host_port) = p.host_port {
                 if !pod.host_network {
@@ -277,7 +200,6 @@ pub fn to_request(pod: &DesiredPod, ctx: &MapContext) -> Result<Mapped, MapError
     } else {
         PullPolicy::New
     };
-    let mut options = options;
     options.ports = ports.iter().map(exposed_port).collect();
     Ok(Mapped {
         request: PodRequest {
@@ -287,10 +209,6 @@ pub fn to_request(pod: &DesiredPod, ctx: &MapContext) -> Result<Mapped, MapError
             insecure: ctx.insecure,
             annotations: identity_annotations(pod),
             uuid: None,
-        },
-        adjust: RuntimeAdjust {
-            apps: adjust,
-            backoff: ctx.backoff,
         },
         ports,
     })
@@ -315,7 +233,13 @@ fn exposed_port(p: &PortMapping) -> ExposedPort {
     }
 }
 
-fn app_args(c: &DesiredContainer) -> Result<AppArgs, MapError> {
+/// A container as an app of the pod: an init container (`init`) runs to completion
+/// and has no probes; `restart_policy` follows from the pod's.
+fn app_request(
+    c: &DesiredContainer,
+    init: bool,
+    restart_policy: runtime::RestartPolicy,
+) -> Result<AppRequest, MapError> {
     // Kubernetes: `command` replaces the image's whole exec, `args` its arguments.
     let (exec, args, args_given) = match c.command.split_first() {
         Some((program, rest)) => {
@@ -325,7 +249,7 @@ fn app_args(c: &DesiredContainer) -> Result<AppArgs, MapError> {
         }
         None => (None, c.args.clone(), !c.args.is_empty()),
     };
-    Ok(AppArgs {
+    Ok(AppRequest {
         image: c.image.clone(),
         name: Some(c.name.clone()),
         exec,
@@ -343,6 +267,7 @@ fn app_args(c: &DesiredContainer) -> Result<AppArgs, MapError> {
             .map(|m| MountArg {
                 volume: m.name.clone(),
                 target: m.mount_path.clone(),
+                read_only: m.read_only,
             })
             .collect(),
         memory: c.memory_limit_bytes,
@@ -350,6 +275,13 @@ fn app_args(c: &DesiredContainer) -> Result<AppArgs, MapError> {
         caps_retain: capabilities(c)?,
         caps_remove: None,
         signature: None,
+        init,
+        restart_policy,
+        liveness_probe: c.liveness_probe.as_ref().filter(|_| !init).map(probe),
+        readiness_probe: c.readiness_probe.as_ref().filter(|_| !init).map(probe),
+        // Privileged containers run without a filter, as under the CRI.
+        privileged: c.privileged,
+        seccomp: c.seccomp,
     })
 }
 

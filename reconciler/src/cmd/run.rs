@@ -11,10 +11,9 @@ use manifests::pod::ExposedPort;
 use manifests::runtime::{Flavor, Seccomp, Volume};
 use stage0::image::fetch::PullPolicy;
 use stage0::pod::dir::Pods;
-use stage0::pod::launch::{self, PodRequest};
+use stage0::pod::launch;
 use stage0::pod::net::{self, NetMode, NetOptions, PodNetworking};
-use stage0::pod::request::MountArg;
-use stage0::pod::spec::PodOptions;
+use stage0::pod::request::{MountArg, PodOptions, PodRequest};
 
 use crate::Cli;
 
@@ -201,6 +200,7 @@ fn request(cli: &Cli, pod: &PodArgs, interactive: bool) -> Result<PodRequest> {
             cgroup_root: None,
             private_users: pod.private_users,
             ports: pod.ports.clone(),
+            backoff: Default::default(),
         },
         apps,
         pull_policy: pod.pull_policy,

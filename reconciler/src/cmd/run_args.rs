@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use manifests::quantity::{parse_bytes, parse_cpu_millis, QuantityError};
 use manifests::runtime::Volume;
-use stage0::pod::request::{AppArgs, MountArg, KNOWN_CAPS};
+use stage0::pod::request::{AppRequest, MountArg, KNOWN_CAPS};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RunArgsError {
@@ -42,7 +42,7 @@ pub enum RunArgsError {
 }
 
 /// Split `IMAGE [flags] [-- args] [--- IMAGE ...]` into apps.
-pub fn parse_apps(rest: &[String]) -> Result<Vec<AppArgs>, RunArgsError> {
+pub fn parse_apps(rest: &[String]) -> Result<Vec<AppRequest>, RunArgsError> {
     if rest.is_empty() {
         return Err(RunArgsError::NoImage);
     }
@@ -55,9 +55,9 @@ pub fn parse_apps(rest: &[String]) -> Result<Vec<AppArgs>, RunArgsError> {
         if image.starts_with('-') {
             return Err(RunArgsError::EmptyApp { app: n });
         }
-        let mut app = AppArgs {
+        let mut app = AppRequest {
             image: image.clone(),
-            ..AppArgs::default()
+            ..AppRequest::default()
         };
         let mut i = 0;
         while i < tail.len() {
@@ -203,7 +203,11 @@ pub fn parse_mount(s: &str) -> Result<MountArg, String> {
     if !target.starts_with('/') {
         return Err(format!("target {target:?} must be an absolute path"));
     }
-    Ok(MountArg { volume, target })
+    Ok(MountArg {
+        volume,
+        target,
+        read_only: false,
+    })
 }
 
 /// `NAME,kind=host,source=PATH[,readOnly=true]` or `NAME,kind=empty[,mode=0755,uid=0,gid=0]`.
@@ -362,7 +366,8 @@ mod tests {
             parse_mount("volume=data,target=/data").unwrap(),
             MountArg {
                 volume: "data".into(),
-                target: "/data".into()
+                target: "/data".into(),
+                read_only: false,
             }
         );
         assert!(parse_mount("volume=data,target=rel").is_err());

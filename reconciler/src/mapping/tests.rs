@@ -1,4 +1,5 @@
-use manifests::runtime::{Mount, RuntimeApp, RUNTIME_VERSION};
+use manifests::runtime::RuntimeConfig;
+use stage0::pod::spec::{build_runtime, ResolvedApp};
 
 use super::*;
 use crate::k8s::{ContainerPort, VolumeMount};
@@ -30,7 +31,7 @@ fn probe_of(action: ProbeAction) -> Probe {
 #[test]
 fn command_and_args_follow_kubernetes() {
     let mut c = container("a", "/img.aci");
-    let args = app_args(&c).unwrap();
+    let args = app_request(&c, false, runtime::RestartPolicy::Always).unwrap();
     assert_eq!(
         (args.exec.clone(), args.args_given),
         (None, false),
@@ -38,7 +39,7 @@ fn command_and_args_follow_kubernetes() {
     );
 
     c.args = vec!["x".into(), "y".into()];
-    let args = app_args(&c).unwrap();
+    let args = app_request(&c, false, runtime::RestartPolicy::Always).unwrap();
     assert_eq!(
         (args.exec.clone(), args.args.clone(), args.args_given),
         (None, vec!["x".into(), "y".into()], true)
@@ -46,14 +47,14 @@ fn command_and_args_follow_kubernetes() {
 
     c.command = vec!["/bin/sh".into(), "-c".into()];
     c.args = vec!["echo hi".into()];
-    let args = app_args(&c).unwrap();
+    let args = app_request(&c, false, runtime::RestartPolicy::Always).unwrap();
     assert_eq!(args.exec.as_deref(), Some("/bin/sh"));
     assert_eq!(args.args, vec!["-c", "echo hi"]);
     assert!(args.args_given);
 
     c.args.clear();
     c.command = vec!["/bin/true".into()];
-    let args = app_args(&c).unwrap();
+    let args = app_request(&c, false, runtime::RestartPolicy::Always).unwrap();
     assert_eq!(
         (args.exec.as_deref(), args.args.len(), args.args_given),
         (Some("/bin/true"), 0, true)
@@ -182,7 +183,7 @@ fn a_pod_maps_to_a_request_and_runtime_settings() {
     let pod_port = exposed.pod_port.as_ref().unwrap();
     assert_eq!((pod_port.port, pod_port.protocol.as_str()), (8080, "tcp"));
 
-    let (setup, main) = (&m.adjust.apps[0], &m.adjust.apps[1]);
+    let (setup, main) = (&r.apps[0], &r.apps[1]);
     assert!(setup.init && !main.init);
     assert_eq!(setup.restart_policy, runtime::RestartPolicy::OnFailure);
     assert_eq!(main.restart_policy, runtime::RestartPolicy::OnFailure);
@@ -191,7 +192,13 @@ fn a_pod_maps_to_a_request_and_runtime_settings() {
         runtime::ProbeAction::HttpGet { port: 8080, .. }
     ));
     assert_eq!(main.liveness_probe.as_ref().unwrap().period_secs, 5);
-    assert_eq!(main.read_only_mounts, vec!["/data"]);
+    let read_only: Vec<_> = main
+        .mounts
+        .iter()
+        .map(|m| (m.target.as_str(), m.read_only))
+        .collect();
+    assert_eq!(read_only, vec![("/data", true), ("/tmp/s", false)]);
+    assert_eq!(r.pod.backoff, ctx().backoff);
 
     // hostNetwork: the host's name, no private network, host ports need no mapping.
     pod.host_network = true;
@@ -201,7 +208,7 @@ fn a_pod_maps_to_a_request_and_runtime_settings() {
     assert!(!m.request.pod.private_network);
     assert!(m.ports.is_empty() && m.request.pod.ports.is_empty());
     assert_eq!(
-        m.adjust.apps[0].restart_policy,
+        m.request.apps[0].restart_policy,
         runtime::RestartPolicy::Never
     );
 
@@ -211,41 +218,6 @@ fn a_pod_maps_to_a_request_and_runtime_settings() {
         to_request(&pod, &ctx()).unwrap().request.pull_policy,
         PullPolicy::Update
     );
-}
-
-fn runtime_app(name: &str, mounts: &[&str]) -> RuntimeApp {
-    RuntimeApp {
-        name: name.into(),
-        image_id: "sha512-x".into(),
-        image: "/t".into(),
-        exec: vec!["/bin/sh".into()],
-        env: vec![],
-        user: "0".into(),
-        group: "0".into(),
-        supplementary_gids: vec![],
-        working_dir: "/".into(),
-        read_only_rootfs: false,
-        mounts: mounts
-            .iter()
-            .map(|p| Mount {
-                volume: "v".into(),
-                path: p.to_string(),
-                read_only: false,
-            })
-            .collect(),
-        memory_limit_bytes: None,
-        cpu_millis: None,
-        capabilities: vec!["CAP_CHOWN".into()],
-        no_new_privileges: true,
-        seccomp: Default::default(),
-        masked_paths: vec!["/proc/kcore".into()],
-        readonly_paths: vec!["/proc/sys".into()],
-        init: false,
-        restart_policy: Default::default(),
-        liveness_probe: None,
-        readiness_probe: None,
-        allow_all_devices: false,
-    }
 }
 
 #[test]
@@ -269,44 +241,54 @@ fn image_privileges_annotation_allows_the_images_isolators_for_that_pod_only() {
     assert_eq!(m.request.insecure, InsecureOptions::default());
 }
 
+/// A rootfs with `/bin/sh` and the image every app of a mapped pod runs, to build the
+/// runtime configuration from a mapped request as `rkt prepare` does.
+fn build(request: &PodRequest) -> RuntimeConfig {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("bin")).unwrap();
+    std::fs::write(root.path().join("bin/sh"), b"").unwrap();
+    let manifest = appc::ImageManifest::from_slice(
+        br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/i",
+            "app":{"exec":["/bin/sh"],"user":"0","group":"0"}}"#,
+    )
+    .unwrap();
+    let apps: Vec<ResolvedApp> = request
+        .apps
+        .iter()
+        .map(|a| ResolvedApp {
+            request: a.clone(),
+            image_id: "sha512-x".into(),
+            manifest: manifest.clone(),
+            rootfs: root.path().to_path_buf(),
+        })
+        .collect();
+    build_runtime("u", &request.pod, &apps).unwrap()
+}
+
 #[test]
-fn runtime_adjustments_apply_per_app() {
-    let mut rt = RuntimeConfig {
-        version: RUNTIME_VERSION,
-        uuid: "u".into(),
-        flavor: Default::default(),
-        hostname: "h".into(),
-        interactive: false,
-        stop_grace_period_secs: 10,
-        log_max_bytes: 0,
-        dns: None,
-        hosts_entries: vec![],
-        netns: None,
-        private_network: false,
-        cgroup_root: "/sys/fs/cgroup".into(),
-        volumes: vec![],
-        backoff: Default::default(),
-        user_namespace: None,
-        apps: vec![
-            runtime_app("init", &[]),
-            runtime_app("main", &["/ro", "/rw"]),
-        ],
-    };
+fn the_request_builds_the_runtime_settings_per_app() {
     let mut pod = desired_pod("web", "h");
+    pod.volumes = vec![DesiredVolume::EmptyDir { name: "v".into() }];
     let mut init = container("init", "/i.aci");
     init.liveness_probe = Some(probe_of(ProbeAction::TcpSocket { port: 1 }));
     init.seccomp = runtime::Seccomp::Unconfined;
     let mut main = container("main", "/i.aci");
     main.privileged = true;
-    main.volume_mounts = vec![VolumeMount {
-        name: "v".into(),
-        mount_path: "/ro".into(),
-        read_only: true,
-    }];
+    main.volume_mounts = vec![
+        VolumeMount {
+            name: "v".into(),
+            mount_path: "/ro".into(),
+            read_only: true,
+        },
+        VolumeMount {
+            name: "v".into(),
+            mount_path: "/rw".into(),
+            read_only: false,
+        },
+    ];
     pod.init_containers = vec![init];
     pod.containers = vec![main];
-    let m = to_request(&pod, &ctx()).unwrap();
-    m.adjust.apply(&mut rt);
+    let rt = build(&to_request(&pod, &ctx()).unwrap().request);
     assert_eq!(rt.backoff, ctx().backoff);
     let (init, main) = (&rt.apps[0], &rt.apps[1]);
     assert!(init.init);
@@ -324,19 +306,20 @@ fn runtime_adjustments_apply_per_app() {
     assert!(!init.allow_all_devices, "unconfined is not privileged");
     assert_eq!(init.seccomp, runtime::Seccomp::Unconfined, "seccompProfile");
     assert_eq!(main.seccomp, runtime::Seccomp::Unconfined, "privileged");
-    // Otherwise the filter stays.
-    let mut rt2 = rt.clone();
-    rt2.apps
-        .iter_mut()
-        .for_each(|a| a.seccomp = Default::default());
+    // Otherwise the filter stays, and so do the default capabilities and paths.
     let mut plain = desired_pod("web", "h");
     plain.init_containers = vec![container("init", "/i.aci")];
     plain.containers = vec![container("main", "/i.aci")];
-    to_request(&plain, &ctx()).unwrap().adjust.apply(&mut rt2);
-    assert!(rt2
+    let rt = build(&to_request(&plain, &ctx()).unwrap().request);
+    assert!(rt
         .apps
         .iter()
         .all(|a| a.seccomp == runtime::Seccomp::Default));
+    assert!(rt
+        .apps
+        .iter()
+        .all(|a| a.no_new_privileges && !a.allow_all_devices && !a.masked_paths.is_empty()));
+    assert_eq!(rt.apps[1].capabilities.len(), DEFAULT_CAPABILITIES.len());
 }
 
 #[test]

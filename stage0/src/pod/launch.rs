@@ -8,15 +8,14 @@ use manifests::appc::{AcIdentifier, NameValue};
 use manifests::pod::{PodApp, PodManifest, PodMount, RuntimeImage, VolumeKind};
 use manifests::runtime::{RuntimeConfig, Volume};
 
-use crate::image::fetch::{FetchError, FetchOptions, Fetcher, Progress, PullPolicy};
+use crate::image::fetch::{FetchError, FetchOptions, Fetcher, Progress};
 use crate::image::reference::{ImageRef, ImageRefError};
 use crate::image::render::{self as image, ImageError};
 use crate::image::store::Store;
 use crate::image::trust::Keystore;
-use crate::insecure::InsecureOptions;
 use crate::pod::dir::{self as pods, Pod, PodError, Pods};
-use crate::pod::request::AppArgs;
-use crate::pod::spec::{self as pod_spec, PodOptions, ResolvedApp, SpecError};
+use crate::pod::request::PodRequest;
+use crate::pod::spec::{self as pod_spec, ResolvedApp, SpecError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -40,40 +39,14 @@ pub enum PrepareError {
     Pod(#[from] Box<PodError>),
 }
 
-/// Everything needed to prepare one pod.
-#[derive(Debug, Clone)]
-pub struct PodRequest {
-    pub pod: PodOptions,
-    pub apps: Vec<AppArgs>,
-    pub pull_policy: PullPolicy,
-    pub insecure: InsecureOptions,
-    /// Extra pod annotations (the reconciler records the manifest's identity here).
-    pub annotations: Vec<(String, String)>,
-    /// Use this UUID instead of a new one.
-    pub uuid: Option<String>,
-}
-
-/// Fetch, verify and render every image, then write a prepared pod.
+/// Fetch, verify and render every image, then write a prepared pod whose runtime
+/// configuration is the request's, resolved against the images.
 pub fn prepare(
     store: &Store,
     keystore: &Keystore,
     pods: &Pods,
     progress: &dyn Progress,
     req: &PodRequest,
-) -> Result<(Pod, RuntimeConfig), PrepareError> {
-    prepare_with(store, keystore, pods, progress, req, &|_| {})
-}
-
-/// [`prepare`], with `adjust` applied to the runtime configuration once it is built and
-/// before the pod directory is written: the reconciler sets what `rkt run` has no flags
-/// for (init apps, restart policies, probes, read-only mounts, privileged apps).
-pub fn prepare_with(
-    store: &Store,
-    keystore: &Keystore,
-    pods: &Pods,
-    progress: &dyn Progress,
-    req: &PodRequest,
-    adjust: &dyn Fn(&mut RuntimeConfig),
 ) -> Result<(Pod, RuntimeConfig), PrepareError> {
     let mut resolved = Vec::with_capacity(req.apps.len());
     for app in &req.apps {
@@ -94,15 +67,14 @@ pub fn prepare_with(
             source: Box::new(source),
         })?;
         resolved.push(ResolvedApp {
-            args: app.clone(),
+            request: app.clone(),
             image_id: info.id.clone(),
             manifest: info.manifest.clone(),
             rootfs,
         });
     }
     let uuid = req.uuid.clone().unwrap_or_else(pods::new_uuid);
-    let mut runtime = pod_spec::build_runtime(&uuid, &req.pod, &resolved)?;
-    adjust(&mut runtime);
+    let runtime = pod_spec::build_runtime(&uuid, &req.pod, &resolved)?;
     let mut manifest = pod_manifest(&runtime, &resolved, &req.annotations);
     manifest.ports = pod_spec::resolve_ports(&req.pod.ports, &resolved)?;
     let pod = pods

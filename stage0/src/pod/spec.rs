@@ -1,6 +1,11 @@
-//! From what the user asked (`rkt run` flags, later Pod YAML) and the resolved images to
-//! the `runtime.json` stage1 executes. Everything is checked here, before a pod
-//! directory exists, so bad input never leaves a pod behind.
+//! From a [`PodRequest`](crate::pod::request::PodRequest) (`rkt run`'s flags or a
+//! Pod YAML) and the resolved images to the `runtime.json` stage1 executes, whole:
+//! nothing is set on it afterwards. Everything is checked here, before a pod directory
+//! exists, so bad input never leaves a pod behind.
+//!
+//! Each app's settings come from one pure function of the request and the image:
+//! `exec`, `environment`, `mounts`, `capabilities`, `seccomp`, `limits`, `paths` and
+//! `identity` (each table-tested).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -12,7 +17,7 @@ use manifests::runtime::{
 };
 
 use crate::insecure::InsecureOptions;
-use crate::pod::request::{AppArgs, KNOWN_CAPS};
+use crate::pod::request::{AppRequest, MountArg, PodOptions, KNOWN_CAPS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -56,33 +61,6 @@ pub enum SpecError {
         "--private-users needs the default stage1; the fly stage1 runs apps with the host's ids"
     )]
     PrivateUsersFly,
-}
-
-/// Pod-wide choices (`rkt run` flags before the first image).
-#[derive(Debug, Clone, Default)]
-pub struct PodOptions {
-    pub hostname: Option<String>,
-    pub dns: Vec<String>,
-    pub dns_search: Vec<String>,
-    pub dns_opts: Vec<String>,
-    pub hosts_entries: Vec<String>,
-    pub volumes: Vec<Volume>,
-    pub flavor: Flavor,
-    pub interactive: bool,
-    pub env: Vec<(String, String)>,
-    pub insecure: InsecureOptions,
-    pub stop_grace_period_secs: Option<u64>,
-    pub netns: Option<PathBuf>,
-    /// `--net=none`: a network namespace of the pod's own, with only loopback.
-    pub private_network: bool,
-    pub cgroup_root: Option<PathBuf>,
-    /// `--private-users`: the pod gets a user namespace mapping container ids
-    /// 0..65535 onto a host range of its own (chosen from the UUID, see
-    /// [`crate::pod::dir::userns`]).
-    pub private_users: bool,
-    /// Host ports to forward to app ports (`--port NAME:HOSTPORT`); the app port is
-    /// found by name in the images ([`resolve_ports`]).
-    pub ports: Vec<manifests::pod::ExposedPort>,
 }
 
 /// Check `--port` requests against the apps' image ports (`app.ports`) and fill in
@@ -142,7 +120,7 @@ pub fn resolve_ports(
 /// One app whose image is in the store and rendered.
 #[derive(Debug, Clone)]
 pub struct ResolvedApp {
-    pub args: AppArgs,
+    pub request: AppRequest,
     pub image_id: String,
     pub manifest: ImageManifest,
     /// The rendered rootfs (tree store).
@@ -267,7 +245,7 @@ pub fn build_runtime(
             .clone()
             .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
         volumes: opts.volumes.clone(),
-        backoff: Default::default(),
+        backoff: opts.backoff,
         user_namespace: opts
             .private_users
             .then(|| crate::pod::dir::userns::choose(uuid, &[]))
@@ -284,19 +262,77 @@ fn h_split(hosts: &str) -> Vec<String> {
         .collect()
 }
 
+/// One app of the pod: the functions below, composed. The only look at the file
+/// system is whether the command exists in the rendered image.
 fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecError> {
-    let a = &app.args;
+    let a = &app.request;
     let image_app = app.manifest.app.clone().unwrap_or_default();
+    let name = app_name(a, &app.manifest)?;
+    let image_name = app.manifest.name.to_string();
+    let exec = exec(a, &opts.env, &image_app, &name, &image_name, &|p| {
+        exists_in_root(&app.rootfs, p)
+    })?;
+    let env = environment(&image_app, &opts.env, &a.env, &name);
+    let mounts = mounts(&name, &a.mounts, &image_app.mount_points, &opts.volumes)?;
+    let caps = capabilities(&name, a, &image_app, &opts.insecure)?;
+    for d in &caps.dropped {
+        tracing::warn!("SECURITY: app {name}: image {image_name}: {d}");
+    }
+    let (memory_limit_bytes, cpu_millis) = limits(a, &image_app);
+    let (masked_paths, readonly_paths) = paths(&opts.insecure, a.privileged);
+    let identity = identity(a, &image_app);
+    Ok(RuntimeApp {
+        name,
+        image_id: app.image_id.clone(),
+        image: app.rootfs.clone(),
+        exec,
+        env,
+        user: identity.user,
+        group: identity.group,
+        supplementary_gids: identity.supplementary_gids,
+        working_dir: identity.working_dir,
+        read_only_rootfs: a.readonly_rootfs,
+        mounts,
+        memory_limit_bytes,
+        cpu_millis,
+        capabilities: caps.capabilities,
+        no_new_privileges: caps.no_new_privileges,
+        seccomp: seccomp(&opts.insecure, a),
+        masked_paths,
+        readonly_paths,
+        init: a.init,
+        restart_policy: a.restart_policy,
+        liveness_probe: a.liveness_probe.clone(),
+        readiness_probe: a.readiness_probe.clone(),
+        allow_all_devices: a.privileged,
+    })
+}
+
+/// The app's name: `--name`, else from the image's name; checked.
+fn app_name(a: &AppRequest, manifest: &ImageManifest) -> Result<String, SpecError> {
     let name = a
         .name
         .clone()
-        .unwrap_or_else(|| default_app_name(app.manifest.name.as_str()));
-    if !valid_app_name(&name) {
-        return Err(SpecError::BadAppName(name));
+        .unwrap_or_else(|| default_app_name(manifest.name.as_str()));
+    if valid_app_name(&name) {
+        Ok(name)
+    } else {
+        Err(SpecError::BadAppName(name))
     }
-    let image_name = app.manifest.name.to_string();
+}
 
-    // exec: --exec replaces the program; `-- args` replace the arguments.
+/// The command line: the image's `exec`, its program replaced by `--exec` and its
+/// arguments by `-- args`; a bare program name is looked up in the app's `PATH`
+/// inside the image (as Kubernetes and Docker do for `command`). `exists` says
+/// whether an absolute path exists in the image.
+fn exec(
+    a: &AppRequest,
+    pod_env: &[(String, String)],
+    image_app: &appc::App,
+    name: &str,
+    image_name: &str,
+    exists: &dyn Fn(&str) -> bool,
+) -> Result<Vec<String>, SpecError> {
     let mut exec = image_app.exec.clone();
     if let Some(e) = &a.exec {
         if exec.is_empty() {
@@ -312,14 +348,12 @@ fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecErr
         exec.truncate(1);
         exec.extend(a.args.iter().cloned());
     }
-    // A bare program name is looked up in the app's PATH inside the image, as
-    // Kubernetes and Docker do for `command`.
     if let Some(first) = exec.first_mut() {
         if !first.is_empty() && !first.contains('/') {
             let path_var = a
                 .env
                 .iter()
-                .chain(opts.env.iter())
+                .chain(pod_env.iter())
                 .find(|(k, _)| k == "PATH")
                 .map(|(_, v)| v.clone())
                 .or_else(|| {
@@ -334,7 +368,7 @@ fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecErr
                 .split(':')
                 .filter(|d| d.starts_with('/'))
                 .map(|d| format!("{}/{first}", d.trim_end_matches('/')))
-                .find(|p| exists_in_root(&app.rootfs, p));
+                .find(|p| exists(p));
             if let Some(found) = found {
                 *first = found;
             }
@@ -342,25 +376,34 @@ fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecErr
     }
     let Some(program) = exec.first() else {
         return Err(SpecError::NoExec {
-            app: name,
-            image: image_name,
+            app: name.to_string(),
+            image: image_name.to_string(),
         });
     };
     if !program.starts_with('/') {
         return Err(SpecError::ExecRelative {
-            app: name,
+            app: name.to_string(),
             path: program.clone(),
         });
     }
-    if !exists_in_root(&app.rootfs, program) {
+    if !exists(program) {
         return Err(SpecError::ExecMissing {
-            app: name,
+            app: name.to_string(),
             path: program.clone(),
-            image: image_name,
+            image: image_name.to_string(),
         });
     }
+    Ok(exec)
+}
 
-    // Environment: image, then pod-wide --set-env, then the app's own.
+/// The environment: rkt's `PATH`, then the image's, then the pod-wide `--set-env`,
+/// then the app's own (later ones replace earlier ones in place), then `AC_APP_NAME`.
+fn environment(
+    image_app: &appc::App,
+    pod_env: &[(String, String)],
+    app_env: &[(String, String)],
+    name: &str,
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: &str| {
         if let Some(slot) = env.iter_mut().find(|(ek, _)| ek == k) {
@@ -373,66 +416,91 @@ fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecErr
     for nv in &image_app.environment {
         set(&nv.name, &nv.value);
     }
-    for (k, v) in opts.env.iter().chain(a.env.iter()) {
+    for (k, v) in pod_env.iter().chain(app_env.iter()) {
         set(k, v);
     }
-    set("AC_APP_NAME", &name);
+    set("AC_APP_NAME", name);
+    env
+}
 
-    // Volumes mounted: --mount flags, then the image's mountPoints matched by name.
+/// The volumes mounted: the app's mounts, then the image's mountPoints matched by
+/// name (unless a mount has their path already). Read-only when the mount, the
+/// mountPoint or the host volume says so.
+fn mounts(
+    name: &str,
+    requested: &[MountArg],
+    mount_points: &[appc::MountPoint],
+    volumes: &[Volume],
+) -> Result<Vec<Mount>, SpecError> {
+    let host_read_only = |vol: &Volume| {
+        matches!(
+            vol,
+            Volume::Host {
+                read_only: true,
+                ..
+            }
+        )
+    };
     let mut mounts: Vec<Mount> = Vec::new();
-    for m in &a.mounts {
-        let vol = opts
-            .volumes
+    for m in requested {
+        let vol = volumes
             .iter()
             .find(|v| v.name() == m.volume)
             .ok_or_else(|| SpecError::UnknownVolume {
-                app: name.clone(),
+                app: name.to_string(),
                 volume: m.volume.clone(),
             })?;
         mounts.push(Mount {
             volume: m.volume.clone(),
             path: m.target.clone(),
-            read_only: matches!(
-                vol,
-                Volume::Host {
-                    read_only: true,
-                    ..
-                }
-            ),
+            read_only: m.read_only || host_read_only(vol),
         });
     }
-    for mp in &image_app.mount_points {
+    for mp in mount_points {
         if mounts.iter().any(|m| m.path == mp.path) {
             continue;
         }
-        if let Some(vol) = opts.volumes.iter().find(|v| v.name() == mp.name) {
+        if let Some(vol) = volumes.iter().find(|v| v.name() == mp.name) {
             mounts.push(Mount {
                 volume: mp.name.clone(),
                 path: mp.path.clone(),
-                read_only: mp.read_only
-                    || matches!(
-                        vol,
-                        Volume::Host {
-                            read_only: true,
-                            ..
-                        }
-                    ),
+                read_only: mp.read_only || host_read_only(vol),
             });
         }
     }
+    Ok(mounts)
+}
 
-    // Capabilities: the operator's retain set, else the image's retain set (within the
-    // defaults unless the operator allows image privileges) or the defaults, less the
-    // operator's remove set, else the image's.
-    let defaults: Vec<String> = if opts.insecure.capabilities {
+/// An app's capabilities and `no_new_privs`, and the image isolators left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Capabilities {
+    capabilities: Vec<String>,
+    no_new_privileges: bool,
+    dropped: Vec<DroppedIsolator>,
+}
+
+/// Capabilities: a privileged app gets every one (and no `no_new_privs`); otherwise the
+/// operator's retain set, else the image's retain set (within the defaults unless the
+/// operator allows image privileges) or the defaults, less the operator's remove set,
+/// else the image's. The image's isolators are checked either way.
+fn capabilities(
+    name: &str,
+    a: &AppRequest,
+    image_app: &appc::App,
+    insecure: &InsecureOptions,
+) -> Result<Capabilities, SpecError> {
+    let defaults: Vec<String> = if insecure.capabilities {
         KNOWN_CAPS.iter().map(|c| c.to_string()).collect()
     } else {
         DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
     };
-    let (iso, dropped) =
-        image_isolators(&name, &image_app, &defaults, opts.insecure.image_privileges)?;
-    for d in &dropped {
-        tracing::warn!("SECURITY: app {name}: image {image_name}: {d}");
+    let (iso, dropped) = image_isolators(name, image_app, &defaults, insecure.image_privileges)?;
+    if a.privileged {
+        return Ok(Capabilities {
+            capabilities: KNOWN_CAPS.iter().map(|c| c.to_string()).collect(),
+            no_new_privileges: false,
+            dropped,
+        });
     }
     let capabilities = match &a.caps_retain {
         Some(retain) => retain.clone(),
@@ -444,17 +512,42 @@ fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecErr
             }
         }
     };
+    Ok(Capabilities {
+        capabilities,
+        no_new_privileges: iso.no_new_privileges,
+        dropped,
+    })
+}
 
-    let memory_limit_bytes = a.memory.or_else(|| {
-        isolator_limit(&image_app, "resource/memory")
+/// The seccomp filter: none under `--insecure-options=seccomp` (also what
+/// `rkt run --seccomp=unconfined` sets), for a privileged app or one that asks for
+/// `Unconfined`; rkt's default profile otherwise.
+fn seccomp(insecure: &InsecureOptions, a: &AppRequest) -> Seccomp {
+    if insecure.seccomp || a.privileged || a.seccomp == Seccomp::Unconfined {
+        Seccomp::Unconfined
+    } else {
+        Seccomp::Default
+    }
+}
+
+/// Memory (bytes) and CPU (millicores) limits: the app's, else the image's
+/// `resource/memory` and `resource/cpu` isolators (unparsable ones are no limit).
+fn limits(a: &AppRequest, image_app: &appc::App) -> (Option<u64>, Option<u64>) {
+    let memory = a.memory.or_else(|| {
+        isolator_limit(image_app, "resource/memory")
             .and_then(|l| manifests::quantity::parse_bytes(&l).ok())
     });
-    let cpu_millis = a.cpu_millis.or_else(|| {
-        isolator_limit(&image_app, "resource/cpu")
+    let cpu = a.cpu_millis.or_else(|| {
+        isolator_limit(image_app, "resource/cpu")
             .and_then(|l| manifests::quantity::parse_cpu_millis(&l).ok())
     });
+    (memory, cpu)
+}
 
-    let (masked_paths, readonly_paths) = if opts.insecure.paths {
+/// The masked and read-only paths under `/proc` and `/sys`: rkt's defaults, none under
+/// `--insecure-options=paths` or for a privileged app.
+fn paths(insecure: &InsecureOptions, privileged: bool) -> (Vec<String>, Vec<String>) {
+    if insecure.paths || privileged {
         (Vec::new(), Vec::new())
     } else {
         (
@@ -464,14 +557,22 @@ fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecErr
                 .map(|s| s.to_string())
                 .collect(),
         )
-    };
+    }
+}
 
-    Ok(RuntimeApp {
-        name,
-        image_id: app.image_id.clone(),
-        image: app.rootfs.clone(),
-        exec,
-        env,
+/// Who the app runs as and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    user: String,
+    group: String,
+    supplementary_gids: Vec<u32>,
+    working_dir: String,
+}
+
+/// User, group (the app's, else the image's, else root), supplementary groups and
+/// working directory (the app's, else the image's, else `/`).
+fn identity(a: &AppRequest, image_app: &appc::App) -> Identity {
+    Identity {
         user: a
             .user
             .clone()
@@ -491,26 +592,7 @@ fn build_app(opts: &PodOptions, app: &ResolvedApp) -> Result<RuntimeApp, SpecErr
             .or(image_app.working_directory.clone())
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| "/".to_string()),
-        read_only_rootfs: a.readonly_rootfs,
-        mounts,
-        memory_limit_bytes,
-        cpu_millis,
-        capabilities,
-        no_new_privileges: iso.no_new_privileges,
-        // `--insecure-options=seccomp` (also what `rkt run --seccomp=unconfined` sets).
-        seccomp: if opts.insecure.seccomp {
-            Seccomp::Unconfined
-        } else {
-            Seccomp::Default
-        },
-        masked_paths,
-        readonly_paths,
-        init: false,
-        restart_policy: Default::default(),
-        liveness_probe: None,
-        readiness_probe: None,
-        allow_all_devices: false,
-    })
+    }
 }
 
 fn non_empty(v: &str, default: &str) -> String {
@@ -723,366 +805,4 @@ fn resolve_in_root(root: &Path, path: &str, depth: u32) -> Option<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::symlink;
-
-    fn manifest(exec: &[&str]) -> ImageManifest {
-        let json = serde_json::json!({
-            "acKind": "ImageManifest", "acVersion": "0.8.11", "name": "example.com/busybox",
-            "app": {"exec": exec, "user": "0", "group": "0",
-                    "environment": [{"name": "IMG", "value": "1"}],
-                    "isolators": [{"name": "resource/memory", "value": {"limit": "64Mi"}}],
-                    "mountPoints": [{"name": "data", "path": "/data"}]}
-        });
-        ImageManifest::from_slice(json.to_string().as_bytes()).unwrap()
-    }
-
-    fn rootfs() -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("bin")).unwrap();
-        std::fs::write(d.path().join("bin/busybox"), b"").unwrap();
-        symlink("/bin/busybox", d.path().join("bin/sh")).unwrap();
-        symlink("../bin", d.path().join("sbin")).unwrap();
-        symlink("/../../../etc/passwd", d.path().join("bin/escape")).unwrap();
-        d
-    }
-
-    fn resolved(root: &Path, args: AppArgs) -> ResolvedApp {
-        ResolvedApp {
-            args,
-            image_id: "sha512-abc".into(),
-            manifest: manifest(&["/bin/sh", "-c", "true"]),
-            rootfs: root.to_path_buf(),
-        }
-    }
-
-    #[test]
-    fn exec_resolution_follows_links_inside_the_root() {
-        let r = rootfs();
-        assert!(exists_in_root(r.path(), "/bin/sh"));
-        assert!(exists_in_root(r.path(), "/sbin/busybox"));
-        assert!(!exists_in_root(r.path(), "/bin/nothing"));
-        // An absolute link with .. cannot reach the host's /etc/passwd.
-        assert!(!exists_in_root(r.path(), "/bin/escape"));
-    }
-
-    #[test]
-    fn image_defaults_and_overrides() {
-        let r = rootfs();
-        let opts = PodOptions {
-            env: vec![("POD".into(), "p".into())],
-            volumes: vec![Volume::Empty {
-                name: "data".into(),
-                mode: "0755".into(),
-                uid: 0,
-                gid: 0,
-            }],
-            ..PodOptions::default()
-        };
-        let cfg = build_runtime("u-1", &opts, &[resolved(r.path(), AppArgs::default())]).unwrap();
-        let app = &cfg.apps[0];
-        assert_eq!(cfg.hostname, "rkt-u-1");
-        assert_eq!(app.name, "busybox");
-        assert_eq!(app.exec, vec!["/bin/sh", "-c", "true"]);
-        assert_eq!(app.memory_limit_bytes, Some(64 << 20));
-        assert!(app.env.contains(&("IMG".into(), "1".into())));
-        assert!(app.env.contains(&("POD".into(), "p".into())));
-        assert!(app.env.contains(&("AC_APP_NAME".into(), "busybox".into())));
-        assert_eq!(
-            app.mounts.len(),
-            1,
-            "image mountPoint matched to the volume"
-        );
-        assert!(app.capabilities.contains(&"CAP_CHOWN".to_string()));
-        assert!(app.masked_paths.contains(&"/proc/kcore".to_string()));
-
-        let args = AppArgs {
-            exec: Some("/bin/busybox".into()),
-            args: vec!["echo".into(), "hi".into()],
-            args_given: true,
-            name: Some("echo".into()),
-            memory: Some(1 << 20),
-            caps_remove: Some(vec!["CAP_CHOWN".into()]),
-            ..AppArgs::default()
-        };
-        let cfg = build_runtime("u", &PodOptions::default(), &[resolved(r.path(), args)]).unwrap();
-        let app = &cfg.apps[0];
-        assert_eq!(app.exec, vec!["/bin/busybox", "echo", "hi"]);
-        assert_eq!(app.memory_limit_bytes, Some(1 << 20));
-        assert!(!app.capabilities.contains(&"CAP_CHOWN".to_string()));
-        assert!(app.capabilities.contains(&"CAP_KILL".to_string()));
-    }
-
-    #[test]
-    fn bad_input_is_refused_with_names() {
-        let r = rootfs();
-        let missing = AppArgs {
-            exec: Some("/bin/nothing".into()),
-            ..AppArgs::default()
-        };
-        let e =
-            build_runtime("u", &PodOptions::default(), &[resolved(r.path(), missing)]).unwrap_err();
-        assert!(e.to_string().contains("/bin/nothing"), "{e}");
-        // A bare name is found through PATH in the image; an unknown one is refused.
-        let bare = AppArgs {
-            exec: Some("busybox".into()),
-            ..AppArgs::default()
-        };
-        let cfg = build_runtime("u", &PodOptions::default(), &[resolved(r.path(), bare)]).unwrap();
-        assert_eq!(
-            cfg.apps[0].exec[0], "/sbin/busybox",
-            "first PATH entry that has it"
-        );
-        let unknown = AppArgs {
-            exec: Some("nothing".into()),
-            ..AppArgs::default()
-        };
-        assert!(matches!(
-            build_runtime("u", &PodOptions::default(), &[resolved(r.path(), unknown)]),
-            Err(SpecError::ExecRelative { .. })
-        ));
-        let two = [
-            resolved(r.path(), AppArgs::default()),
-            resolved(r.path(), AppArgs::default()),
-        ];
-        assert!(matches!(
-            build_runtime("u", &PodOptions::default(), &two),
-            Err(SpecError::DuplicateApp(_))
-        ));
-        let opts = PodOptions {
-            volumes: vec![Volume::Host {
-                name: "v".into(),
-                source: "/nonexistent/source".into(),
-                read_only: false,
-            }],
-            ..PodOptions::default()
-        };
-        let e = build_runtime("u", &opts, &[resolved(r.path(), AppArgs::default())]).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/source"));
-        let unknown = AppArgs {
-            mounts: vec![crate::pod::request::MountArg {
-                volume: "nope".into(),
-                target: "/x".into(),
-            }],
-            ..AppArgs::default()
-        };
-        assert!(matches!(
-            build_runtime("u", &PodOptions::default(), &[resolved(r.path(), unknown)]),
-            Err(SpecError::UnknownVolume { .. })
-        ));
-        let opts = PodOptions {
-            hosts_entries: vec!["notanip=x".into()],
-            ..PodOptions::default()
-        };
-        assert!(build_runtime("u", &opts, &[resolved(r.path(), AppArgs::default())]).is_err());
-    }
-
-    #[test]
-    fn private_users_ask_for_a_range_from_the_uuid() {
-        let r = rootfs();
-        let app = || [resolved(r.path(), AppArgs::default())];
-        let cfg = build_runtime("u", &PodOptions::default(), &app()).unwrap();
-        assert_eq!(cfg.user_namespace, None);
-        let opts = PodOptions {
-            private_users: true,
-            ..PodOptions::default()
-        };
-        let uuid = "6f1c3e2a-9b7d-4c1e-8a2b-3c4d5e6f7a8b";
-        let cfg = build_runtime(uuid, &opts, &app()).unwrap();
-        assert_eq!(
-            cfg.user_namespace,
-            crate::pod::dir::userns::choose(uuid, &[]),
-            "the pod's preferred range"
-        );
-        let fly = PodOptions {
-            flavor: Flavor::Fly,
-            ..opts
-        };
-        assert!(matches!(
-            build_runtime(uuid, &fly, &app()),
-            Err(SpecError::PrivateUsersFly)
-        ));
-    }
-
-    #[test]
-    fn app_names() {
-        assert_eq!(default_app_name("example.com/busybox"), "busybox");
-        assert_eq!(default_app_name("example.com/My_App"), "my-app");
-        assert!(valid_app_name("web-1"));
-        assert!(!valid_app_name("Web"));
-    }
-
-    fn hostile(isolators: serde_json::Value) -> ImageManifest {
-        let json = serde_json::json!({
-            "acKind": "ImageManifest", "acVersion": "0.8.11", "name": "example.com/hostile",
-            "app": {"exec": ["/bin/sh"], "user": "0", "group": "0", "isolators": isolators}
-        });
-        ImageManifest::from_slice(json.to_string().as_bytes()).unwrap()
-    }
-
-    fn app_with(
-        root: &Path,
-        manifest: ImageManifest,
-        insecure: &str,
-        args: AppArgs,
-    ) -> manifests::runtime::RuntimeApp {
-        let opts = PodOptions {
-            insecure: insecure.parse().unwrap(),
-            ..PodOptions::default()
-        };
-        let app = ResolvedApp {
-            args,
-            image_id: "sha512-abc".into(),
-            manifest,
-            rootfs: root.to_path_buf(),
-        };
-        build_runtime("u-1", &opts, &[app]).unwrap().apps.remove(0)
-    }
-
-    fn defaults() -> Vec<String> {
-        DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
-    }
-
-    #[test]
-    fn an_image_cannot_grant_itself_capabilities_or_lift_no_new_privs() {
-        let r = rootfs();
-        let greedy = serde_json::json!([
-            {"name": ISOLATOR_CAPS_RETAIN,
-             "value": {"set": ["CAP_SYS_ADMIN", "sys_module", "CAP_CHOWN", "CAP_KILL"]}},
-            {"name": ISOLATOR_NO_NEW_PRIVS, "value": false},
-            {"name": "os/linux/seccomp-remove-set", "value": {"set": ["@all"]}}
-        ]);
-        // Defaults: the retain set is cut down to the default set; no_new_privs stays.
-        let app = app_with(
-            r.path(),
-            hostile(greedy.clone()),
-            "none",
-            AppArgs::default(),
-        );
-        assert_eq!(app.capabilities, ["CAP_CHOWN", "CAP_KILL"]);
-        assert!(app.no_new_privileges);
-        assert_eq!(app.seccomp, Seccomp::Default);
-        let (iso, dropped) = image_isolators(
-            "hostile",
-            hostile(greedy.clone()).app.as_ref().unwrap(),
-            &defaults(),
-            false,
-        )
-        .unwrap();
-        assert_eq!(
-            iso.retain.as_deref(),
-            Some(&["CAP_CHOWN".to_string(), "CAP_KILL".to_string()][..])
-        );
-        let shown: Vec<String> = dropped.iter().map(|d| d.to_string()).collect();
-        assert_eq!(shown.len(), 3, "{shown:?}");
-        assert!(shown[0].contains(ISOLATOR_CAPS_RETAIN), "{}", shown[0]);
-        assert!(
-            shown[0].contains("ignored: CAP_SYS_ADMIN, CAP_SYS_MODULE"),
-            "{}",
-            shown[0]
-        );
-        assert!(
-            shown[0].contains("--insecure-options=image-privileges"),
-            "{}",
-            shown[0]
-        );
-        assert!(shown[1].contains(ISOLATOR_NO_NEW_PRIVS), "{}", shown[1]);
-        assert!(
-            shown[2].contains("seccomp-remove-set is not supported"),
-            "{}",
-            shown[2]
-        );
-
-        // Allowed by the operator: the image's set is taken as it is (the control).
-        let app = app_with(
-            r.path(),
-            hostile(greedy.clone()),
-            "image-privileges",
-            AppArgs::default(),
-        );
-        assert_eq!(
-            app.capabilities,
-            ["CAP_SYS_ADMIN", "CAP_SYS_MODULE", "CAP_CHOWN", "CAP_KILL"]
-        );
-        assert!(!app.no_new_privileges);
-        // Seccomp isolators are not implemented at all: still the default profile.
-        assert_eq!(app.seccomp, Seccomp::Default);
-
-        // --insecure-options=capabilities makes every capability the default, so the
-        // image's set fits within it.
-        let app = app_with(
-            r.path(),
-            hostile(greedy),
-            "capabilities",
-            AppArgs::default(),
-        );
-        assert!(app.capabilities.contains(&"CAP_SYS_ADMIN".to_string()));
-        assert!(app.no_new_privileges);
-    }
-
-    #[test]
-    fn narrowing_image_isolators_and_operator_flags_still_apply() {
-        let r = rootfs();
-        let narrow = serde_json::json!([
-            {"name": ISOLATOR_CAPS_RETAIN, "value": {"set": ["CAP_CHOWN", "CAP_KILL", "CAP_SETUID"]}},
-            {"name": ISOLATOR_CAPS_REMOVE, "value": {"set": ["CAP_KILL"]}},
-            {"name": ISOLATOR_NO_NEW_PRIVS, "value": true},
-            {"name": "resource/memory", "value": {"limit": "64Mi"}},
-            {"name": "resource/cpu", "value": {"limit": "500m"}}
-        ]);
-        let app = app_with(
-            r.path(),
-            hostile(narrow.clone()),
-            "none",
-            AppArgs::default(),
-        );
-        assert_eq!(app.capabilities, ["CAP_CHOWN", "CAP_SETUID"]);
-        assert!(app.no_new_privileges);
-        assert_eq!(app.memory_limit_bytes, Some(64 << 20));
-        assert_eq!(app.cpu_millis, Some(500));
-        let (_, dropped) = image_isolators(
-            "hostile",
-            hostile(narrow.clone()).app.as_ref().unwrap(),
-            &defaults(),
-            false,
-        )
-        .unwrap();
-        assert_eq!(dropped, vec![], "nothing narrowing is dropped");
-
-        // Only a remove set: the defaults less it.
-        let remove_only = serde_json::json!([
-            {"name": ISOLATOR_CAPS_REMOVE, "value": {"set": ["CAP_NET_RAW"]}}
-        ]);
-        let app = app_with(r.path(), hostile(remove_only), "none", AppArgs::default());
-        let mut expected = defaults();
-        expected.retain(|c| c != "CAP_NET_RAW");
-        assert_eq!(app.capabilities, expected);
-
-        // The operator's retain set wins over the image's, beyond the defaults too;
-        // the operator's remove set applies to the image's retain set.
-        let greedy = serde_json::json!([
-            {"name": ISOLATOR_CAPS_RETAIN, "value": {"set": ["CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_KILL"]}}
-        ]);
-        let app = app_with(
-            r.path(),
-            hostile(greedy.clone()),
-            "none",
-            AppArgs {
-                caps_retain: Some(vec!["CAP_NET_ADMIN".into()]),
-                ..AppArgs::default()
-            },
-        );
-        assert_eq!(app.capabilities, ["CAP_NET_ADMIN"]);
-        let app = app_with(
-            r.path(),
-            hostile(greedy),
-            "image-privileges",
-            AppArgs {
-                caps_remove: Some(vec!["CAP_SYS_ADMIN".into()]),
-                ..AppArgs::default()
-            },
-        );
-        assert_eq!(app.capabilities, ["CAP_CHOWN", "CAP_KILL"]);
-    }
-}
+mod tests;

@@ -1080,7 +1080,7 @@ fn port_requests_are_checked_against_the_images() {
     }))
     .unwrap();
     let apps = vec![ResolvedApp {
-        args: Default::default(),
+        request: Default::default(),
         image_id: "sha512-00".into(),
         manifest,
         rootfs: PathBuf::from("/x"),
