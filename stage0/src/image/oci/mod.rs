@@ -36,8 +36,8 @@ use std::path::{Path, PathBuf};
 
 use manifests::appc::AppcError;
 
-use crate::image::fetch::{Progress, PullPolicy, SKIPPED_VERIFICATION};
 use crate::image::store::{BlobLease, ImageInfo, NewOciImage, Store, StoreError};
+use crate::image::transfer::{Progress, PullPolicy, SKIPPED_VERIFICATION};
 use crate::insecure::InsecureOptions;
 pub use auth::{AuthConfig, AuthConfigError, Credentials};
 use convert::{LayerIndex, Provenance};

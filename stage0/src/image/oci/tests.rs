@@ -16,7 +16,7 @@ use e2e::aci::{gzip, zstd};
 use serde_json::json;
 
 use super::*;
-use crate::image::fetch::Progress;
+use crate::image::transfer::Progress;
 
 // ---------------------------------------------------------------- the registry
 
