@@ -110,8 +110,9 @@ fn lex(src: &str) -> Vec<Token> {
         } else if ch == '\'' || (ch == 'b' && c.get(i + 1) == Some(&'\'')) {
             let q = if ch == '\'' { i } else { i + 1 };
             if c.get(q + 1) == Some(&'\\') {
-                // An escaped char literal: up to the closing quote.
-                i = q + 2;
+                // An escaped char literal (a quote, a backslash, `\n`, `\u{..}`): past
+                // the escaped character, up to the closing quote.
+                i = q + 3;
                 while i < c.len() && c[i] != '\'' {
                     i += 1;
                 }
@@ -883,6 +884,14 @@ fn parser_skips_comments_strings_and_test_modules() {
         ),
         (
             "const Q: char = '\"'; use crate::b; fn f<'a>(x: &'a str) {}",
+            &["b"],
+        ),
+        (
+            r"const Q: char = '\''; use crate::b; const R: u8 = b'\''; use crate::c;",
+            &["b", "c"],
+        ),
+        (
+            r"const Q: [char; 3] = ['\\', '\u{22}', '\n']; use crate::b;",
             &["b"],
         ),
         (
