@@ -641,7 +641,7 @@ impl Reconciler {
             .retain(|uuid, _| running.contains(uuid.as_str()));
         let started = Instant::now();
         let interval = self.opts.net_check;
-        let search = self.exec.pods.teardown_cni_path();
+        let network = self.exec.pods.network();
         for s in seen.iter_mut() {
             if !s.pod.state.is_running()
                 || s.pod.problem.is_some()
@@ -657,7 +657,7 @@ impl Reconciler {
                 continue;
             }
             let dir = self.exec.pods.running_dir(&s.pod.uuid);
-            match stage0::pod::net::check_pod(&dir, &search) {
+            match network.check(&dir) {
                 Ok(()) => {}
                 Err(e) => {
                     tracing::warn!(pod = %s.pod.key, uuid = %s.pod.uuid, error = %e, "network check failed");

@@ -37,12 +37,12 @@ pub fn open_store(cli: &Cli) -> Result<Store> {
 }
 
 pub fn open_pods(cli: &Cli) -> Result<stage0::pod::dir::Pods> {
-    let pods = stage0::pod::dir::Pods::open(&cli.dir)
-        .with_context(|| format!("cannot open the pods directory under {}", cli.dir.display()))?;
-    Ok(match cli.cni_path() {
-        Some(path) => pods.with_cni_path(path),
-        None => pods,
-    })
+    let network = match cli.cni_path() {
+        Some(path) => stage0::pod::net::CniNetworks::with_cni_path(path),
+        None => stage0::pod::net::CniNetworks::default(),
+    };
+    stage0::pod::dir::Pods::open(&cli.dir, std::sync::Arc::new(network))
+        .with_context(|| format!("cannot open the pods directory under {}", cli.dir.display()))
 }
 
 pub fn keystore(cli: &Cli) -> Keystore {

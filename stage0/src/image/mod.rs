@@ -8,7 +8,8 @@
 //! - [`render`]: an image's layers (appc dependencies, OCI layers) into the tree store;
 //! - [`reference`]: what a user may name an image by (ID, name, file, URL, `docker://`);
 //! - [`trust`]: trusted keys per name prefix and signature verification;
-//! - [`fetch`]: appc discovery, https and file fetches, pull policy, progress;
+//! - [`transfer`]: what both fetchers share: pull policy, progress, the skipped-verification notice;
+//! - [`fetch`]: appc discovery, https and file fetches;
 //! - [`oci`]: Docker/OCI registries and layouts, converted to what a pod runs.
 
 pub mod archive;
@@ -18,5 +19,6 @@ pub mod oci;
 pub mod reference;
 pub mod render;
 pub mod store;
+pub mod transfer;
 pub mod treestore;
 pub mod trust;

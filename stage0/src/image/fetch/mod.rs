@@ -17,16 +17,13 @@
 
 pub mod discovery;
 pub mod http;
-pub mod progress;
 
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::SystemTime;
 
 use manifests::appc::{AppcError, ImageManifest};
@@ -36,12 +33,14 @@ use crate::image::archive::{self, ArchiveError};
 use crate::image::oci::{AuthConfig, OciError, OciFetcher};
 use crate::image::reference::ImageRef;
 use crate::image::store::{ImageInfo, ImportOptions, RemoteEntry, Store, StoreError};
+use crate::image::transfer::SKIPPED_VERIFICATION;
 use crate::image::trust::{Keystore, VerifyError};
 use crate::insecure::InsecureOptions;
 use discovery::{describe_attempts, Attempt};
 pub use discovery::{discover, discover_pubkeys, fetch_pubkey, parse_meta, Endpoints, Meta};
 pub use http::{HttpClient, HttpError};
-pub use progress::{Progress, QuietProgress, StderrProgress};
+// What fetch's API takes, for its callers (they live in the leaf both fetchers share).
+pub use crate::image::transfer::{Progress, PullPolicy, QuietProgress, StderrProgress};
 
 /// Name prefix of download temp files in the store's `tmp/`.
 const DOWNLOAD_PREFIX: &str = "fetch-";
@@ -49,49 +48,6 @@ const DOWNLOAD_PREFIX: &str = "fetch-";
 const MANIFEST_LIMIT: u64 = 1024 * 1024;
 /// The largest detached signature we accept.
 const SIGNATURE_LIMIT: u64 = 1024 * 1024;
-
-/// The warning printed when `--insecure-options=image` skips verification.
-pub const SKIPPED_VERIFICATION: &str =
-    "warning: signature verification skipped (--insecure-options=image)";
-
-/// When to use the store and when to ask the network.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum PullPolicy {
-    /// Use what the store has; fetch only what is missing.
-    #[default]
-    New,
-    /// Ask the remote for a newer image (HTTP caching still applies).
-    Update,
-    /// Use only the store.
-    Never,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("unknown pull policy {0:?} (valid: new, update, never)")]
-pub struct UnknownPullPolicy(pub String);
-
-impl FromStr for PullPolicy {
-    type Err = UnknownPullPolicy;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "new" => Ok(PullPolicy::New),
-            "update" => Ok(PullPolicy::Update),
-            "never" => Ok(PullPolicy::Never),
-            other => Err(UnknownPullPolicy(other.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for PullPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PullPolicy::New => "new",
-            PullPolicy::Update => "update",
-            PullPolicy::Never => "never",
-        })
-    }
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct FetchOptions {

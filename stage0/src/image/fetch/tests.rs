@@ -140,22 +140,6 @@ fn name_ref(s: &str) -> ImageRef {
 // ---- pure parts ----
 
 #[test]
-fn pull_policy_parses_and_prints() {
-    for (s, p) in [
-        ("new", PullPolicy::New),
-        ("update", PullPolicy::Update),
-        ("never", PullPolicy::Never),
-    ] {
-        assert_eq!(s.parse::<PullPolicy>().unwrap(), p);
-        assert_eq!(p.to_string(), s);
-    }
-    assert_eq!(PullPolicy::default(), PullPolicy::New);
-    let err = "always".parse::<PullPolicy>().unwrap_err();
-    assert!(err.to_string().contains("new, update, never"), "{err}");
-    assert!("New".parse::<PullPolicy>().is_err());
-}
-
-#[test]
 fn reads_manifest_from_plain_and_compressed_archives() {
     let dir = tempfile::tempdir().unwrap();
     let tar = app("example.com/app").label("version", "1").build_tar();

@@ -22,6 +22,7 @@
 
 pub mod auth;
 pub mod convert;
+mod import;
 pub mod layout;
 pub mod pull;
 pub mod reference;
@@ -31,21 +32,19 @@ pub mod spec;
 #[cfg(test)]
 mod tests;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use manifests::appc::AppcError;
 
-use crate::image::fetch::{Progress, PullPolicy, SKIPPED_VERIFICATION};
-use crate::image::store::{BlobLease, ImageInfo, NewOciImage, Store, StoreError};
+use crate::image::store::{ImageInfo, Store, StoreError};
+use crate::image::transfer::{Progress, PullPolicy, SKIPPED_VERIFICATION};
 use crate::insecure::InsecureOptions;
 pub use auth::{AuthConfig, AuthConfigError, Credentials};
-use convert::{LayerIndex, Provenance};
 use layout::{DockerArchive, Files, Layout};
-use pull::LayerJob;
 pub use reference::{ReferenceError, RegistryRef, Source};
 use registry::Registry;
-use spec::{Digest, Document, ImageConfig, Index, Platform};
+use spec::{Digest, Document, Index, Platform};
 
 /// The largest image config accepted.
 const CONFIG_LIMIT: u64 = 16 * 1024 * 1024;
@@ -437,160 +436,144 @@ impl<'a> OciFetcher<'a> {
         }
     }
 
+    /// `docker://`: the stored image if the policy allows; else the manifest (through an
+    /// index for this platform), verified; nothing transferred if the store has that
+    /// manifest under the tag; else the trust check and the import.
     fn fetch_registry(&self, r: &RegistryRef) -> Result<ImageInfo, OciError> {
         let described = format!("docker://{r}");
-        let pinned = r.digest.is_some();
-        let digest = r.digest.as_ref().map(Digest::to_string);
         let tag = r.effective_tag().map(str::to_string);
-        if self.pull_policy != PullPolicy::Update || pinned {
-            let found = self
-                .store
-                .find_oci(
-                    "docker",
-                    &r.registry,
-                    &r.repository,
-                    if pinned { None } else { tag.as_deref() },
-                    digest.as_deref(),
-                )
-                .map_err(Self::store_err("look up", &described))?;
-            if let Some(info) = found {
-                tracing::debug!(image = %info.id, %described, "using the stored image");
-                self.touch(&info)?;
-                return Ok(info);
-            }
-            if self.pull_policy == PullPolicy::Never {
-                return Err(OciError::NotInStore { image: described });
-            }
+        if let Some(info) = self.stored_first(r, tag.as_deref(), &described)? {
+            return Ok(info);
         }
+        let registry = self.registry_for(r);
+        let top = registry.manifest(&r.manifest_reference())?;
+        let top_digest = verify_top_manifest(&top, r.digest.as_ref(), &described)?;
+        let resolved = self.platform_manifest(&registry, top, top_digest, &described)?;
+        if let Some(info) = self.up_to_date(r, tag.as_deref(), &resolved.digest, &described)? {
+            return Ok(info);
+        }
+        self.check_trust(r.digest.is_some(), &described)?;
+        let (plan, index) = resolved.into_plan();
+        self.import(&registry, plan, index, registry_identity(r, tag, described))
+    }
 
+    /// The stored image `r` names, when the pull policy (or a pinned digest) says to
+    /// use it; `never` with none stored is an error.
+    fn stored_first(
+        &self,
+        r: &RegistryRef,
+        tag: Option<&str>,
+        described: &str,
+    ) -> Result<Option<ImageInfo>, OciError> {
+        let pinned = r.digest.is_some();
+        if !store_first(self.pull_policy, pinned) {
+            return Ok(None);
+        }
+        let digest = r.digest.as_ref().map(Digest::to_string);
+        let found = self
+            .store
+            .find_oci(
+                "docker",
+                &r.registry,
+                &r.repository,
+                if pinned { None } else { tag },
+                digest.as_deref(),
+            )
+            .map_err(Self::store_err("look up", described))?;
+        if let Some(info) = found {
+            tracing::debug!(image = %info.id, %described, "using the stored image");
+            self.touch(&info)?;
+            return Ok(Some(info));
+        }
+        if self.pull_policy == PullPolicy::Never {
+            return Err(OciError::NotInStore {
+                image: described.to_string(),
+            });
+        }
+        Ok(None)
+    }
+
+    /// A client for `r`'s registry with the credentials configured for it.
+    fn registry_for(&self, r: &RegistryRef) -> Registry {
         let credentials = self.auth.for_registry(&r.registry).cloned();
         let source = self
             .auth
             .source_of(&r.registry)
             .map(|p| p.display().to_string());
-        let registry = Registry::new(r, self.insecure, credentials, source);
-        let top = registry.manifest(&r.manifest_reference())?;
-        let top_digest = match &r.digest {
-            Some(pin) => {
-                let actual = pin.same_algorithm_of(&top.bytes);
-                if &actual != pin {
-                    return Err(OciError::DigestMismatch {
-                        what: "the manifest".to_string(),
-                        image: described,
-                        expected: pin.to_string(),
-                        actual: actual.to_string(),
-                    });
-                }
-                actual
-            }
-            None => {
-                let actual = Digest::sha256_of(&top.bytes);
-                if let Some(claimed) = &top.digest_header {
-                    let same = claimed.same_algorithm_of(&top.bytes);
-                    if &same != claimed {
-                        return Err(OciError::DigestMismatch {
-                            what: "the manifest".to_string(),
-                            image: described,
-                            expected: claimed.to_string(),
-                            actual: same.to_string(),
-                        });
-                    }
-                }
-                actual
-            }
-        };
+        Registry::new(r, self.insecure, credentials, source)
+    }
+
+    /// The image manifest for this platform: `top` itself, or the one its index
+    /// selects (fetched from `registry` and verified).
+    fn platform_manifest(
+        &self,
+        registry: &Registry,
+        top: RawManifest,
+        top_digest: Digest,
+        described: &str,
+    ) -> Result<Resolved, OciError> {
         let document =
             spec::parse_document(&top.bytes, top.media_type.as_deref()).map_err(|source| {
                 OciError::Document {
                     what: "the manifest",
-                    image: described.clone(),
+                    image: described.to_string(),
                     source,
                 }
             })?;
-        let (index, manifest_bytes, manifest_digest, manifest) = match document {
-            Document::Manifest(m) => (None, top.bytes, top_digest, m),
+        match document {
+            Document::Manifest(manifest) => Ok(Resolved {
+                index: None,
+                bytes: top.bytes,
+                digest: top_digest,
+                manifest,
+            }),
             Document::Index(i) => {
                 let desc = spec::select_platform(&i, &self.platform)
                     .cloned()
                     .ok_or_else(|| OciError::NoPlatform {
-                        image: described.clone(),
+                        image: described.to_string(),
                         want: self.platform.to_string(),
                         available: available_platforms(&i),
                     })?;
                 let raw = registry.manifest(&desc.digest.to_string())?;
-                let actual = desc.digest.same_algorithm_of(&raw.bytes);
-                if actual != desc.digest {
-                    return Err(OciError::DigestMismatch {
-                        what: format!("the {} manifest", self.platform),
-                        image: described,
-                        expected: desc.digest.to_string(),
-                        actual: actual.to_string(),
-                    });
-                }
-                let media = (!desc.media_type.is_empty()).then_some(desc.media_type.as_str());
-                let m = match spec::parse_document(&raw.bytes, media.or(raw.media_type.as_deref()))
-                    .map_err(|source| OciError::Document {
-                        what: "the platform manifest",
-                        image: described.clone(),
-                        source,
-                    })? {
-                    Document::Manifest(m) => m,
-                    Document::Index(_) => {
-                        return Err(OciError::Document {
-                            what: "the platform manifest",
-                            image: described,
-                            source: spec::DocumentError::MediaType("a nested index".to_string()),
-                        })
-                    }
-                };
-                (Some((top.bytes, top_digest)), raw.bytes, desc.digest, m)
+                let manifest = verify_platform_manifest(&desc, &raw, &self.platform, described)?;
+                Ok(Resolved {
+                    index: Some((top.bytes, top_digest)),
+                    bytes: raw.bytes,
+                    digest: desc.digest,
+                    manifest,
+                })
             }
-        };
+        }
+    }
 
-        // The tag still names what the store has: nothing to transfer.
+    /// The stored image the tag names, if it is still `manifest_digest`: nothing to
+    /// transfer.
+    fn up_to_date(
+        &self,
+        r: &RegistryRef,
+        tag: Option<&str>,
+        manifest_digest: &Digest,
+        described: &str,
+    ) -> Result<Option<ImageInfo>, OciError> {
         let same = self
             .store
             .find_oci(
                 "docker",
                 &r.registry,
                 &r.repository,
-                tag.as_deref(),
+                tag,
                 Some(&manifest_digest.to_string()),
             )
-            .map_err(Self::store_err("look up", &described))?;
-        if let Some(info) = same {
+            .map_err(Self::store_err("look up", described))?;
+        if let Some(info) = &same {
             self.progress.message(&format!(
                 "{described}: up to date ({})",
                 manifest_digest.short()
             ));
-            self.touch(&info)?;
-            return Ok(info);
+            self.touch(info)?;
         }
-        self.check_trust(pinned, &described)?;
-
-        let identity = Identity {
-            source: "docker",
-            location: r.registry.clone(),
-            repository: r.repository.clone(),
-            name: r.name(),
-            tag,
-            latest: r.tag.is_none() && r.digest.is_none(),
-            annotations: vec![
-                ("appc.io/docker/registryurl".into(), r.registry.clone()),
-                ("appc.io/docker/repository".into(), r.repository.clone()),
-            ],
-            described,
-        };
-        let plan = Plan {
-            manifest: Some((manifest_bytes, manifest_digest)),
-            config: BlobSpec::from_descriptor(&manifest.config),
-            layers: manifest
-                .layers
-                .iter()
-                .map(BlobSpec::from_descriptor)
-                .collect(),
-        };
-        self.import(&registry, plan, index, identity)
+        Ok(same)
     }
 
     fn fetch_layout(
@@ -655,272 +638,125 @@ impl<'a> OciFetcher<'a> {
         };
         self.import(&archive, plan, None, identity)
     }
+}
 
-    /// Store the config, manifest and missing layers of `plan`, then record the image.
-    /// On failure, blobs this call stored and no image uses are freed again.
-    fn import(
-        &self,
-        source: &dyn ContentSource,
-        plan: Plan,
-        index: Option<(Vec<u8>, Digest)>,
-        id: Identity,
-    ) -> Result<ImageInfo, OciError> {
-        let mut created: Vec<String> = Vec::new();
-        let result = self.import_inner(source, plan, index, &id, &mut created);
-        if result.is_err() && !created.is_empty() {
-            // A blob's lock can stay held for a moment after its lease is gone (a
-            // process forked by another thread keeps a copy of the descriptor until
-            // it execs): try again for a short while before leaving it to gc.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-            loop {
-                match self.store.free_unused_blobs(&created) {
-                    Ok(n) => tracing::debug!(freed = n, "freed the blobs of a failed fetch"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot free the blobs of a failed fetch");
-                        break;
-                    }
-                }
-                let left = created.iter().any(|d| {
-                    self.store.oci_blob_path(d).exists()
-                        && self.store.blob_refcount(d).is_ok_and(|n| n == 0)
-                });
-                if !left || std::time::Instant::now() >= deadline {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        }
-        result
+/// An image manifest resolved from a registry: its bytes and digest, and the index
+/// it was chosen from, if any.
+#[derive(Debug)]
+struct Resolved {
+    index: Option<(Vec<u8>, Digest)>,
+    bytes: Vec<u8>,
+    digest: Digest,
+    manifest: spec::Manifest,
+}
+
+impl Resolved {
+    /// The blobs to store (the manifest, and the config and layers it lists), and the
+    /// index.
+    fn into_plan(self) -> (Plan, Option<(Vec<u8>, Digest)>) {
+        let plan = Plan {
+            config: BlobSpec::from_descriptor(&self.manifest.config),
+            layers: self
+                .manifest
+                .layers
+                .iter()
+                .map(BlobSpec::from_descriptor)
+                .collect(),
+            manifest: Some((self.bytes, self.digest)),
+        };
+        (plan, self.index)
     }
+}
 
-    fn import_inner(
-        &self,
-        source: &dyn ContentSource,
-        plan: Plan,
-        index: Option<(Vec<u8>, Digest)>,
-        id: &Identity,
-        created: &mut Vec<String>,
-    ) -> Result<ImageInfo, OciError> {
-        let image = id.described.as_str();
-        let store_err = |op| Self::store_err(op, image);
+/// Whether a registry fetch looks in the store before asking the registry: always,
+/// except under `update` for a reference not pinned by digest.
+fn store_first(policy: PullPolicy, pinned: bool) -> bool {
+    policy != PullPolicy::Update || pinned
+}
 
-        // The config: small, read whole and verified.
-        let config_what = "the image config";
-        let config_bytes = {
-            let raw = source.open(&plan.config, config_what)?;
-            if raw.length.is_some_and(|l| l > CONFIG_LIMIT) {
-                return Err(OciError::TooLarge {
-                    what: format!("{config_what} of {image}"),
-                    limit: CONFIG_LIMIT,
-                });
+/// The digest of the manifest a registry sent for a reference: it must match the
+/// pinned digest, or else the `Docker-Content-Digest` the registry claimed (if any);
+/// unpinned, it is the sha256 of the bytes.
+fn verify_top_manifest(
+    top: &RawManifest,
+    pin: Option<&Digest>,
+    described: &str,
+) -> Result<Digest, OciError> {
+    let mismatch = |expected: &Digest, actual: &Digest| OciError::DigestMismatch {
+        what: "the manifest".to_string(),
+        image: described.to_string(),
+        expected: expected.to_string(),
+        actual: actual.to_string(),
+    };
+    match pin {
+        Some(pin) => {
+            let actual = pin.same_algorithm_of(&top.bytes);
+            if &actual != pin {
+                return Err(mismatch(pin, &actual));
             }
-            let mut bytes = Vec::new();
-            raw.reader
-                .take(CONFIG_LIMIT + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|source| OciError::ReadBlob {
-                    what: config_what.to_string(),
-                    image: image.to_string(),
-                    source,
-                })?;
-            if bytes.len() as u64 > CONFIG_LIMIT {
-                return Err(OciError::TooLarge {
-                    what: format!("{config_what} of {image}"),
-                    limit: CONFIG_LIMIT,
-                });
-            }
-            if let Some(size) = plan.config.size {
-                if size != bytes.len() as u64 {
-                    return Err(OciError::SizeMismatch {
-                        what: config_what.to_string(),
-                        image: image.to_string(),
-                        expected: size,
-                        actual: bytes.len() as u64,
-                    });
+            Ok(actual)
+        }
+        None => {
+            let actual = Digest::sha256_of(&top.bytes);
+            if let Some(claimed) = &top.digest_header {
+                let same = claimed.same_algorithm_of(&top.bytes);
+                if &same != claimed {
+                    return Err(mismatch(claimed, &same));
                 }
             }
-            if let Some(want) = &plan.config.digest {
-                let actual = want.same_algorithm_of(&bytes);
-                if &actual != want {
-                    return Err(OciError::DigestMismatch {
-                        what: config_what.to_string(),
-                        image: image.to_string(),
-                        expected: want.to_string(),
-                        actual: actual.to_string(),
-                    });
-                }
-            }
-            bytes
-        };
-        let config: ImageConfig =
-            serde_json::from_slice(&config_bytes).map_err(|source| OciError::Json {
-                what: "the image config",
-                image: image.to_string(),
-                source,
-            })?;
-        if !config.os.is_empty() && config.os != self.platform.os {
-            return Err(OciError::WrongOs {
-                image: image.to_string(),
-                found: format!("{}/{}", config.os, config.architecture),
-                want: self.platform.to_string(),
-            });
+            Ok(actual)
         }
-        if !config.architecture.is_empty() && config.architecture != self.platform.architecture {
-            self.progress.message(&format!(
-                "warning: {image} is built for {}/{}, this host is {}",
-                config.os, config.architecture, self.platform
-            ));
-        }
-        let diff_ids = &config.rootfs.diff_ids;
-        if diff_ids.len() != plan.layers.len() {
-            return Err(OciError::LayerCount {
-                image: image.to_string(),
-                layers: plan.layers.len(),
-                diff_ids: diff_ids.len(),
-            });
-        }
-        if let Some(bad) = diff_ids
-            .iter()
-            .find(|d| d.algorithm() != spec::Algorithm::Sha256)
-        {
-            return Err(OciError::UnsupportedDiffId {
-                image: image.to_string(),
-                digest: bad.to_string(),
-            });
-        }
+    }
+}
 
-        let mut put_small = |bytes: &[u8]| -> Result<BlobLease, OciError> {
-            let digest = Digest::sha256_of(bytes).to_string();
-            if let Some(lease) = self
-                .store
-                .lease_blob(&digest)
-                .map_err(store_err("look up a blob of"))?
-            {
-                return Ok(lease);
-            }
-            let mut w = self.store.blob_writer().map_err(store_err("store"))?;
-            w.write_all(bytes).map_err(|source| OciError::WriteBlob {
-                what: "a manifest".to_string(),
-                image: image.to_string(),
-                source,
-            })?;
-            let lease = self
-                .store
-                .commit_blob(w, Some(&digest))
-                .map_err(store_err("store"))?;
-            created.push(digest);
-            Ok(lease)
-        };
-        let config_lease = put_small(&config_bytes)?;
-        let manifest_lease = match &plan.manifest {
-            Some((bytes, _)) => Some(put_small(bytes)?),
-            None => None,
-        };
-        let index_lease = match &index {
-            Some((bytes, _)) => Some(put_small(bytes)?),
-            None => None,
-        };
+/// The platform manifest an index pointed at (`desc`): the bytes must have its digest
+/// and be an image manifest (of the descriptor's media type, else the one sent).
+fn verify_platform_manifest(
+    desc: &spec::Descriptor,
+    raw: &RawManifest,
+    platform: &Platform,
+    described: &str,
+) -> Result<spec::Manifest, OciError> {
+    let actual = desc.digest.same_algorithm_of(&raw.bytes);
+    if actual != desc.digest {
+        return Err(OciError::DigestMismatch {
+            what: format!("the {platform} manifest"),
+            image: described.to_string(),
+            expected: desc.digest.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    let media = (!desc.media_type.is_empty()).then_some(desc.media_type.as_str());
+    match spec::parse_document(&raw.bytes, media.or(raw.media_type.as_deref())).map_err(
+        |source| OciError::Document {
+            what: "the platform manifest",
+            image: described.to_string(),
+            source,
+        },
+    )? {
+        Document::Manifest(m) => Ok(m),
+        Document::Index(_) => Err(OciError::Document {
+            what: "the platform manifest",
+            image: described.to_string(),
+            source: spec::DocumentError::MediaType("a nested index".to_string()),
+        }),
+    }
+}
 
-        // Layers: reuse what the store has, transfer the rest.
-        let mut leases: Vec<Option<BlobLease>> = Vec::with_capacity(plan.layers.len());
-        let mut jobs = Vec::new();
-        let mut job_slots = Vec::new();
-        for (i, (spec, diff_id)) in plan.layers.iter().zip(diff_ids).enumerate() {
-            match self
-                .store
-                .lease_blob(&diff_id.to_string())
-                .map_err(store_err("look up a layer of"))?
-            {
-                Some(lease) => leases.push(Some(lease)),
-                None if jobs.iter().any(|j: &LayerJob| &j.diff_id == diff_id) => {
-                    // The same layer twice in one image: transferred once.
-                    leases.push(None);
-                    job_slots.push((i, None));
-                }
-                None => {
-                    leases.push(None);
-                    job_slots.push((i, Some(jobs.len())));
-                    jobs.push(LayerJob {
-                        spec: spec.clone(),
-                        diff_id: diff_id.clone(),
-                    });
-                }
-            }
-        }
-        let reused = plan.layers.len() - job_slots.len();
-        if reused > 0 {
-            self.progress.message(&format!(
-                "{image}: {reused} of {} layers already in the store",
-                plan.layers.len()
-            ));
-        }
-        created.extend(jobs.iter().map(|j| j.diff_id.to_string()));
-        let fetched = pull::fetch_layers(self.store, source, &jobs, image, self.progress)?;
-        let mut fetched: Vec<Option<BlobLease>> = fetched.into_iter().map(Some).collect();
-        for (slot, job) in job_slots {
-            leases[slot] = match job {
-                Some(j) => fetched[j].take(),
-                None => None,
-            };
-        }
-        // Duplicates (and any slot not filled above) lease the now-stored blob.
-        let mut layers = Vec::with_capacity(leases.len());
-        for (lease, diff_id) in leases.into_iter().zip(diff_ids) {
-            let lease = match lease {
-                Some(l) => l,
-                None => self
-                    .store
-                    .lease_blob(&diff_id.to_string())
-                    .map_err(store_err("look up a layer of"))?
-                    .ok_or_else(|| OciError::Store {
-                        op: "find a layer of",
-                        image: image.to_string(),
-                        source: Box::new(StoreError::NotFound {
-                            id: diff_id.to_string(),
-                        }),
-                    })?,
-            };
-            layers.push(lease);
-        }
-
-        let paths: Vec<PathBuf> = layers.iter().map(|l| l.path().to_path_buf()).collect();
-        let layer_index = LayerIndex::build(&paths)?;
-        let manifest_digest = plan.manifest.as_ref().map(|(_, d)| d);
-        let config_digest = plan
-            .config
-            .digest
-            .clone()
-            .unwrap_or_else(|| Digest::sha256_of(&config_bytes));
-        let mut annotations = id.annotations.clone();
-        if let Some((_, d)) = &index {
-            annotations.push(("appc.io/oci/index".into(), d.to_string()));
-        }
-        let prov = Provenance {
-            name: &id.name,
-            tag: id.tag.as_deref(),
-            manifest_digest,
-            config_digest: &config_digest,
-            annotations,
-        };
-        let (_, manifest_json) = convert::image_manifest(&prov, &config, &layer_index)?;
-        let info = self
-            .store
-            .put_oci_image(&NewOciImage {
-                name: id.name.clone(),
-                manifest_json,
-                latest: id.latest,
-                source: id.source.to_string(),
-                location: id.location.clone(),
-                repository: id.repository.clone(),
-                tag: id.tag.clone(),
-                index_blob: index_lease.as_ref(),
-                manifest_blob: manifest_lease.as_ref(),
-                config_blob: &config_lease,
-                layers: &layers,
-            })
-            .map_err(store_err("record"))?;
-        tracing::debug!(image = %info.id, name = %info.name, "stored OCI image");
-        Ok(info)
+/// How an image from a registry is recorded.
+fn registry_identity(r: &RegistryRef, tag: Option<String>, described: String) -> Identity {
+    Identity {
+        source: "docker",
+        location: r.registry.clone(),
+        repository: r.repository.clone(),
+        name: r.name(),
+        tag,
+        latest: r.tag.is_none() && r.digest.is_none(),
+        annotations: vec![
+            ("appc.io/docker/registryurl".into(), r.registry.clone()),
+            ("appc.io/docker/repository".into(), r.repository.clone()),
+        ],
+        described,
     }
 }
 

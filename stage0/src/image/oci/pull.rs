@@ -9,8 +9,8 @@ use std::sync::mpsc;
 use super::spec::{Algorithm, Digest, HashingReader};
 use super::{BlobSpec, ContentSource, OciError};
 use crate::image::archive;
-use crate::image::fetch::Progress;
 use crate::image::store::{BlobLease, Store, StoreError};
+use crate::image::transfer::Progress;
 
 /// Layers transferred at the same time.
 pub const PARALLEL: usize = 3;

@@ -16,7 +16,7 @@ use e2e::aci::{gzip, zstd};
 use serde_json::json;
 
 use super::*;
-use crate::image::fetch::Progress;
+use crate::image::transfer::Progress;
 
 // ---------------------------------------------------------------- the registry
 
@@ -1109,4 +1109,243 @@ fn docker_save_archives() {
     let rootfs = crate::image::render::render(&env.store, &info).unwrap();
     assert!(!rootfs.join("data/old1").exists());
     assert_eq!(fs::read(rootfs.join("data/new")).unwrap(), b"new");
+}
+
+// ---------------------------------------------------------------- the steps of a registry fetch
+
+#[test]
+fn the_store_is_consulted_first_unless_updating_an_unpinned_reference() {
+    for (policy, pinned, want) in [
+        (PullPolicy::New, false, true),
+        (PullPolicy::New, true, true),
+        (PullPolicy::Never, false, true),
+        (PullPolicy::Never, true, true),
+        (PullPolicy::Update, false, false),
+        (PullPolicy::Update, true, true),
+    ] {
+        assert_eq!(
+            store_first(policy, pinned),
+            want,
+            "{policy} pinned={pinned}"
+        );
+    }
+}
+
+fn raw(bytes: &[u8], media_type: Option<&str>, header: Option<Digest>) -> RawManifest {
+    RawManifest {
+        bytes: bytes.to_vec(),
+        media_type: media_type.map(str::to_string),
+        digest_header: header,
+    }
+}
+
+#[test]
+fn the_top_manifest_matches_its_pin_or_the_claimed_digest() {
+    let bytes = b"{\"schemaVersion\":2}";
+    let sha256 = Digest::sha256_of(bytes);
+    let sha512 = Digest::parse(&format!("sha512:{}", "00".repeat(64)))
+        .unwrap()
+        .same_algorithm_of(bytes);
+    let other = Digest::sha256_of(b"other");
+    /// The digest, or the (expected, actual) of the mismatch.
+    type Want<'a> = Result<&'a Digest, (&'a Digest, &'a Digest)>;
+    // (pin, Docker-Content-Digest, what comes out)
+    let table: Vec<(Option<&Digest>, Option<Digest>, Want<'_>)> = vec![
+        (None, None, Ok(&sha256)),
+        (None, Some(sha256.clone()), Ok(&sha256)),
+        // A claimed sha512 is checked as sha512; the digest is still the sha256.
+        (None, Some(sha512.clone()), Ok(&sha256)),
+        (None, Some(other.clone()), Err((&other, &sha256))),
+        (Some(&sha256), None, Ok(&sha256)),
+        (Some(&sha512), None, Ok(&sha512)),
+        // A pin wins over whatever the registry claims.
+        (Some(&sha256), Some(other.clone()), Ok(&sha256)),
+        (Some(&other), Some(sha256.clone()), Err((&other, &sha256))),
+    ];
+    for (pin, header, want) in table {
+        let got = verify_top_manifest(&raw(bytes, None, header.clone()), pin, "docker://r/i");
+        match (got, want) {
+            (Ok(d), Ok(w)) => assert_eq!(&d, w, "{pin:?} {header:?}"),
+            (
+                Err(OciError::DigestMismatch {
+                    what,
+                    image,
+                    expected,
+                    actual,
+                }),
+                Err((e, a)),
+            ) => {
+                assert_eq!(what, "the manifest");
+                assert_eq!(image, "docker://r/i");
+                assert_eq!((expected, actual), (e.to_string(), a.to_string()));
+            }
+            (got, want) => panic!("{pin:?} {header:?}: got {got:?}, want {want:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_platform_manifest_has_its_descriptors_digest_and_is_no_index() {
+    let platform = Platform {
+        os: "linux".into(),
+        architecture: "arm64".into(),
+        variant: None,
+    };
+    let config = Digest::sha256_of(b"config");
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "config": {"mediaType": spec::DOCKER_CONFIG, "digest": config.to_string(), "size": 6},
+        "layers": [],
+    }))
+    .unwrap();
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": []})).unwrap();
+    let desc = |bytes: &[u8], media_type: &str| spec::Descriptor {
+        media_type: media_type.to_string(),
+        digest: Digest::sha256_of(bytes),
+        size: bytes.len() as u64,
+        platform: Some(platform.clone()),
+        annotations: Default::default(),
+    };
+
+    let m = verify_platform_manifest(
+        &desc(&manifest, spec::OCI_MANIFEST),
+        &raw(&manifest, None, None),
+        &platform,
+        "img",
+    )
+    .unwrap();
+    assert_eq!(m.config.digest, config);
+    // No media type in the descriptor: the one sent decides, then the document.
+    assert!(verify_platform_manifest(
+        &desc(&manifest, ""),
+        &raw(&manifest, Some(spec::DOCKER_MANIFEST), None),
+        &platform,
+        "img"
+    )
+    .is_ok());
+    assert!(verify_platform_manifest(
+        &desc(&manifest, ""),
+        &raw(&manifest, None, None),
+        &platform,
+        "img"
+    )
+    .is_ok());
+
+    let tampered = [manifest.as_slice(), b" "].concat();
+    match verify_platform_manifest(
+        &desc(&manifest, spec::OCI_MANIFEST),
+        &raw(&tampered, None, None),
+        &platform,
+        "img",
+    ) {
+        Err(OciError::DigestMismatch { what, .. }) => assert_eq!(what, "the linux/arm64 manifest"),
+        other => panic!("unexpected {other:?}"),
+    }
+    match verify_platform_manifest(
+        &desc(&index, spec::OCI_INDEX),
+        &raw(&index, None, None),
+        &platform,
+        "img",
+    ) {
+        Err(OciError::Document {
+            what,
+            source: spec::DocumentError::MediaType(m),
+            ..
+        }) => {
+            assert_eq!(what, "the platform manifest");
+            assert_eq!(m, "a nested index");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        verify_platform_manifest(
+            &desc(b"{", spec::OCI_MANIFEST),
+            &raw(b"{", None, None),
+            &platform,
+            "img"
+        ),
+        Err(OciError::Document {
+            what: "the platform manifest",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_registry_image_is_recorded_by_registry_repository_and_tag() {
+    let parse = |s: &str| reference::parse_docker(s).unwrap();
+    // (reference, name, tag as stored, latest)
+    let table = [
+        (
+            "example.test:5000/team/app",
+            "example.test:5000/team/app",
+            Some("latest"),
+            true,
+        ),
+        (
+            "example.test:5000/team/app:1.2",
+            "example.test:5000/team/app",
+            Some("1.2"),
+            false,
+        ),
+    ];
+    for (input, name, tag, latest) in table {
+        let r = parse(input);
+        let id = registry_identity(
+            &r,
+            r.effective_tag().map(str::to_string),
+            format!("docker://{r}"),
+        );
+        assert_eq!(id.source, "docker");
+        assert_eq!(id.location, "example.test:5000");
+        assert_eq!(id.repository, "team/app");
+        assert_eq!(id.name, name);
+        assert_eq!(id.tag.as_deref(), tag);
+        assert_eq!(id.latest, latest, "{input}");
+        assert_eq!(
+            id.annotations,
+            vec![
+                (
+                    "appc.io/docker/registryurl".to_string(),
+                    "example.test:5000".to_string()
+                ),
+                (
+                    "appc.io/docker/repository".to_string(),
+                    "team/app".to_string()
+                ),
+            ]
+        );
+    }
+    let pinned = parse(&format!("example.test/app@{}", Digest::sha256_of(b"m")));
+    assert!(!registry_identity(&pinned, None, String::new()).latest);
+
+    let layer = |n: &[u8]| spec::Descriptor {
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        digest: Digest::sha256_of(n),
+        size: n.len() as u64,
+        platform: None,
+        annotations: Default::default(),
+    };
+    let resolved = Resolved {
+        index: Some((b"index".to_vec(), Digest::sha256_of(b"index"))),
+        bytes: b"manifest".to_vec(),
+        digest: Digest::sha256_of(b"manifest"),
+        manifest: spec::Manifest {
+            media_type: None,
+            config: layer(b"c"),
+            layers: vec![layer(b"1"), layer(b"2")],
+        },
+    };
+    let (plan, index) = resolved.into_plan();
+    assert_eq!(index.map(|(_, d)| d), Some(Digest::sha256_of(b"index")));
+    assert_eq!(
+        plan.manifest,
+        Some((b"manifest".to_vec(), Digest::sha256_of(b"manifest")))
+    );
+    assert_eq!(plan.config.digest, Some(Digest::sha256_of(b"c")));
+    let layers: Vec<_> = plan.layers.iter().map(|l| l.digest.clone()).collect();
+    assert_eq!(
+        layers,
+        vec![Some(Digest::sha256_of(b"1")), Some(Digest::sha256_of(b"2"))]
+    );
 }

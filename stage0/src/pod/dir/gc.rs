@@ -33,8 +33,8 @@ use std::time::{Duration, SystemTime};
 use super::lock::{DirLock, EXCLUSIVE_PATIENCE};
 use super::mountinfo::mounts_under;
 use super::{
-    ctime, list_uuids, lock_error, mtime, rename_locked, Bucket, PodError, Pods, Removal,
-    GC_MARK_FILE, MANIFEST_FILE, POD_FILE_MODE,
+    ctime, list_uuids, lock_error, mtime, rename_locked, Bucket, PodError, PodNetworks, Pods,
+    Removal, GC_MARK_FILE, MANIFEST_FILE, POD_FILE_MODE,
 };
 
 /// Where the kernel lists this process's mounts.
@@ -74,9 +74,8 @@ pub(super) fn run(
     let age = |then: SystemTime| now.duration_since(then).unwrap_or(Duration::ZERO);
     // A pod due for the sweep as soon as it is marked is deleted under the lock the
     // mark took, rather than unlocked and locked again.
-    let cni_path = pods.teardown_cni_path();
     let delete = |report: &mut GcReport, dir: DirLock, uuid: String, stage1: Option<&Path>| {
-        match delete_locked(&dir, &uuid, stage1, &cni_path) {
+        match delete_locked(&dir, &uuid, stage1, &*pods.network) {
             Ok(removal) => report.removed.push(removal),
             Err(error) => report.failures.push(GcFailure { uuid, error }),
         }
@@ -226,18 +225,16 @@ pub(super) fn delete_locked(
     dir: &DirLock,
     uuid: &str,
     stage1: Option<&Path>,
-    cni_path: &crate::pod::net::CniPath,
+    network: &dyn PodNetworks,
 ) -> Result<Removal, PodError> {
     let path = dir.path();
     if let Some(stage1) = stage1 {
         stage1_gc(stage1, path, uuid)?;
     }
-    if crate::pod::net::has_state(path) {
-        crate::pod::net::teardown(path, cni_path).map_err(|e| PodError::Network {
-            uuid: uuid.to_string(),
-            source: Box::new(e),
-        })?;
-    }
+    network.release(path).map_err(|source| PodError::Network {
+        uuid: uuid.to_string(),
+        source,
+    })?;
     let detached_mounts = detach_mounts(uuid, path)?;
     fs::remove_dir_all(path).map_err(|source| PodError::Remove {
         uuid: uuid.to_string(),

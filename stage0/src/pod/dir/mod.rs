@@ -34,6 +34,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -460,10 +461,7 @@ pub enum PodError {
     /// Setting up or releasing the pod's network failed (the message names the
     /// network, plugin and file).
     #[error("{source}")]
-    Network {
-        uuid: String,
-        source: Box<crate::pod::net::NetError>,
-    },
+    Network { uuid: String, source: NetworkError },
     #[error("{error}; cleaning up failed too: {cleanup}")]
     CleanupFailed {
         error: Box<PodError>,
@@ -479,6 +477,23 @@ pub trait StartHook {
     /// stage1 could not be started after [`Self::before_stage1`] succeeded: undo it.
     fn stage1_failed(&mut self, uuid: &str, dir: &Path) -> Result<(), PodError>;
 }
+
+/// What the pod directories need of pods' networking, without knowing how it is done
+/// (`crate::pod::net::CniNetworks` does it with CNI): releasing a pod's networks before
+/// its directory goes, describing them in [`PodInfo`], checking a running pod's.
+/// Attaching them is a [`StartHook`]'s work.
+pub trait PodNetworks: fmt::Debug + Send + Sync {
+    /// Release the networks of the pod in `pod_dir`, if it has any (none is no error).
+    fn release(&self, pod_dir: &Path) -> Result<(), NetworkError>;
+    /// The networks the pod in `pod_dir` is attached to; if they cannot be read, none
+    /// and why (as text, for [`PodInfo::errors`]).
+    fn describe(&self, pod_dir: &Path) -> (Vec<NetworkInfo>, Option<String>);
+    /// Whether the running pod in `pod_dir` still has working networks (none is fine).
+    fn check(&self, pod_dir: &Path) -> Result<(), NetworkError>;
+}
+
+/// A networking failure, as [`PodNetworks`] and [`StartHook`]s report it.
+pub type NetworkError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A [`StartHook`] that does nothing.
 #[derive(Debug, Clone, Copy, Default)]
@@ -508,14 +523,14 @@ fn undo_hook(hook: &mut dyn StartHook, uuid: &str, dir: &Path, error: PodError) 
 #[derive(Debug, Clone)]
 pub struct Pods {
     root: PathBuf,
-    /// Searched for CNI plugins (before the path saved at ADD) when a pod's networks
-    /// are released; empty for the default.
-    cni_path: crate::pod::net::CniPath,
+    /// Releases pods' networks when they are removed and describes them in [`PodInfo`].
+    network: Arc<dyn PodNetworks>,
 }
 
 impl Pods {
-    /// Open (creating if needed) `<data_dir>/pods` and its state directories.
-    pub fn open(data_dir: &Path) -> Result<Pods, PodError> {
+    /// Open (creating if needed) `<data_dir>/pods` and its state directories. `network`
+    /// releases a pod's networks when it is removed (`rm`, `gc`) and describes them.
+    pub fn open(data_dir: &Path, network: Arc<dyn PodNetworks>) -> Result<Pods, PodError> {
         let root = data_dir.join("pods");
         // Pods' files (their images' setuid binaries among them): root's alone.
         if let Some(t) = crate::perms::private_dir(&root, "pods dir").map_err(|source| {
@@ -534,23 +549,12 @@ impl Pods {
                 .create(&path)
                 .map_err(|source| PodError::CreateStateDir { path, source })?;
         }
-        Ok(Pods {
-            root,
-            cni_path: crate::pod::net::CniPath::default(),
-        })
+        Ok(Pods { root, network })
     }
 
-    /// Look for CNI plugins in `path` first when releasing pods' networks (`rm`,
-    /// `gc`); the path saved when the pod was attached and the default follow.
-    pub fn with_cni_path(mut self, path: crate::pod::net::CniPath) -> Pods {
-        self.cni_path = path;
-        self
-    }
-
-    /// The CNI path used when releasing networks: the one given, then the default.
-    pub fn teardown_cni_path(&self) -> crate::pod::net::CniPath {
-        self.cni_path
-            .then(&crate::pod::net::CniPath::default_dirs())
+    /// What releases, describes and checks pods' networks.
+    pub fn network(&self) -> &dyn PodNetworks {
+        &*self.network
     }
 
     /// `<dir>/pods`.
@@ -949,7 +953,7 @@ impl Pods {
                 },
                 Err(source) => return Err(lock_error(&uuid, &dir, source)),
             };
-            out.push(read_info(pod));
+            out.push(read_info(pod, &*self.network));
         }
         out.sort_by(|a, b| (a.created_at, &a.uuid).cmp(&(b.created_at, &b.uuid)));
         Ok(out)
@@ -958,7 +962,7 @@ impl Pods {
     /// The pod's current state and details (manifest, runtime configuration, app
     /// statuses, pid, times). Unreadable files are reported in `errors`.
     pub fn info(&self, pod: &Pod) -> Result<PodInfo, PodError> {
-        Ok(read_info(self.relocate(&pod.uuid)?))
+        Ok(read_info(self.relocate(&pod.uuid)?, &*self.network))
     }
 
     /// The pod's manifest (for `cat-manifest`).
@@ -1046,7 +1050,7 @@ impl Pods {
         loop {
             let now = self.relocate(&pod.uuid)?;
             if done(&now) {
-                return Ok(read_info(now));
+                return Ok(read_info(now, &*self.network));
             }
             let left = match timeout {
                 None => pause,
@@ -1090,7 +1094,7 @@ impl Pods {
             rename_locked(&mut dir, &pod.uuid, &to)?;
         }
         let stage1 = (bucket == Bucket::ExitedGarbage).then_some(stage1);
-        gc::delete_locked(&dir, &pod.uuid, stage1, &self.teardown_cni_path())
+        gc::delete_locked(&dir, &pod.uuid, stage1, &*self.network)
     }
 
     /// Take the exclusive lock of `pod` at its snapshot location.
@@ -1283,7 +1287,7 @@ fn read_optional(uuid: &str, path: &Path) -> Result<Option<Vec<u8>>, PodError> {
 }
 
 /// Gather what the pod directory says; problems go to `errors`, never abort.
-fn read_info(pod: Pod) -> PodInfo {
+fn read_info(pod: Pod, network: &dyn PodNetworks) -> PodInfo {
     let mut errors = Vec::new();
     let uuid = pod.uuid.as_str();
     let dir = pod.dir.as_path();
@@ -1392,7 +1396,7 @@ fn read_info(pod: Pod) -> PodInfo {
         })
         .collect();
 
-    let (networks, net_error) = crate::pod::net::networks_or_error(dir);
+    let (networks, net_error) = network.describe(dir);
     errors.extend(net_error);
     PodInfo {
         uuid: pod.uuid.clone(),

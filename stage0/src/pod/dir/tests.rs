@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use manifests::pod::{PodApp, PodManifest, RuntimeImage};
@@ -44,9 +45,40 @@ struct Env {
 }
 
 fn env() -> Env {
+    env_with(Arc::new(FakeNetworks::default()))
+}
+
+fn env_with(network: Arc<dyn PodNetworks>) -> Env {
     let tmp = tempfile::tempdir().unwrap();
-    let pods = Pods::open(&tmp.path().join("data")).unwrap();
+    let pods = Pods::open(&tmp.path().join("data"), network).unwrap();
     Env { tmp, pods }
+}
+
+/// Pods' networks as the pod directories see them: releases are recorded (and fail
+/// with `fail`), every pod is described as attached to `described`.
+#[derive(Debug, Default)]
+struct FakeNetworks {
+    released: std::sync::Mutex<Vec<PathBuf>>,
+    fail: Option<&'static str>,
+    described: Vec<NetworkInfo>,
+}
+
+impl PodNetworks for FakeNetworks {
+    fn release(&self, pod_dir: &Path) -> Result<(), NetworkError> {
+        self.released.lock().unwrap().push(pod_dir.to_path_buf());
+        match self.fail {
+            Some(msg) => Err(msg.into()),
+            None => Ok(()),
+        }
+    }
+
+    fn describe(&self, _pod_dir: &Path) -> (Vec<NetworkInfo>, Option<String>) {
+        (self.described.clone(), None)
+    }
+
+    fn check(&self, _pod_dir: &Path) -> Result<(), NetworkError> {
+        Ok(())
+    }
 }
 
 impl Env {
@@ -422,7 +454,7 @@ fn exec_child() {
     let [data, uuid, stage1] = arg.splitn(3, '\n').collect::<Vec<_>>()[..] else {
         panic!("bad {EXEC_CHILD_ENV}");
     };
-    let pods = Pods::open(Path::new(data)).unwrap();
+    let pods = Pods::open(Path::new(data), Arc::new(FakeNetworks::default())).unwrap();
     let cwd = std::env::current_dir().unwrap();
     let err = pods.run_prepared(uuid, Path::new(stage1)).unwrap_err();
     assert!(matches!(err, PodError::Spawn { .. }), "{err}");
@@ -993,4 +1025,50 @@ fn pods_with_user_namespaces_get_ranges_no_other_pod_has() {
         e.pods.prepare(&m, &r),
         Err(PodError::UserNamespace { .. })
     ));
+}
+
+#[test]
+fn removal_releases_networks_first_and_keeps_the_pod_if_that_fails() {
+    let ok = Arc::new(FakeNetworks::default());
+    let e = env_with(ok.clone());
+    let stage1 = e.stage1("exit 0", "exit 0");
+    let pod = e.prepare("", &["a"]);
+    e.pods.remove(&pod, &stage1).unwrap();
+    assert_eq!(e.state(&pod.uuid), None);
+    let released = ok.released.lock().unwrap().clone();
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert!(released[0].ends_with(&pod.uuid), "{released:?}");
+
+    let failing = Arc::new(FakeNetworks {
+        fail: Some("plugin bridge: DEL failed"),
+        ..FakeNetworks::default()
+    });
+    let e = env_with(failing.clone());
+    let stage1 = e.stage1("exit 0", "exit 0");
+    let pod = e.prepare("", &["a"]);
+    match e.pods.remove(&pod, &stage1) {
+        Err(PodError::Network { uuid, source }) => {
+            assert_eq!(uuid, pod.uuid);
+            assert_eq!(source.to_string(), "plugin bridge: DEL failed");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(e.state(&pod.uuid).is_some(), "the pod is kept");
+    assert_eq!(failing.released.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn info_lists_the_networks_the_pod_networks_describe() {
+    let net = NetworkInfo {
+        name: "default".into(),
+        ip: Some("172.16.28.2".into()),
+    };
+    let e = env_with(Arc::new(FakeNetworks {
+        described: vec![net.clone()],
+        ..FakeNetworks::default()
+    }));
+    let pod = e.prepare("", &["a"]);
+    let info = e.pods.info(&pod).unwrap();
+    assert_eq!(info.networks, vec![net]);
+    assert!(info.errors.is_empty(), "{:?}", info.errors);
 }

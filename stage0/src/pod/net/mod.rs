@@ -44,7 +44,9 @@ use manifests::runtime::{Dns as RuntimeDns, Flavor, HostsEntry, RuntimeConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::pod::dir::{NetworkInfo, PodError, StartHook, MANIFEST_FILE, RUNTIME_FILE};
+use crate::pod::dir::{
+    NetworkError, NetworkInfo, PodError, PodNetworks, StartHook, MANIFEST_FILE, RUNTIME_FILE,
+};
 pub use config::{NetworkConfig, NetworkSet, DEFAULT_NETWORK, DEFAULT_RESTRICTED_NETWORK};
 pub use plugin::{CniCommand, CniPath, PluginError};
 pub use result::CniResult;
@@ -1148,8 +1150,52 @@ fn broken_note(broken: &[String]) -> String {
     }
 }
 
+/// [`PodNetworks`] with CNI, for the pod directories: a pod's networks are released
+/// with [`teardown`] (when it has [`has_state`]), described with [`networks_of`] and
+/// checked with [`check_pod`].
+#[derive(Debug, Clone)]
+pub struct CniNetworks {
+    /// Searched for CNI plugins (before the path saved at ADD) when a pod's networks
+    /// are released or checked: the path given, then the default.
+    search: CniPath,
+}
+
+impl CniNetworks {
+    /// Look for CNI plugins in `path` first when releasing pods' networks (`rm`,
+    /// `gc`); the path saved when the pod was attached and the default follow.
+    pub fn with_cni_path(path: CniPath) -> CniNetworks {
+        CniNetworks {
+            search: path.then(&CniPath::default_dirs()),
+        }
+    }
+}
+
+impl Default for CniNetworks {
+    /// The path saved when the pod was attached, then the default.
+    fn default() -> CniNetworks {
+        CniNetworks::with_cni_path(CniPath::default())
+    }
+}
+
+impl PodNetworks for CniNetworks {
+    fn release(&self, pod_dir: &Path) -> Result<(), NetworkError> {
+        if has_state(pod_dir) {
+            teardown(pod_dir, &self.search)?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self, pod_dir: &Path) -> (Vec<NetworkInfo>, Option<String>) {
+        networks_or_error(pod_dir)
+    }
+
+    fn check(&self, pod_dir: &Path) -> Result<(), NetworkError> {
+        Ok(check_pod(pod_dir, &self.search)?)
+    }
+}
+
 /// [`networks_of`] for `PodInfo`: the networks, or none and the error as text.
-pub(crate) fn networks_or_error(pod_dir: &Path) -> (Vec<NetworkInfo>, Option<String>) {
+fn networks_or_error(pod_dir: &Path) -> (Vec<NetworkInfo>, Option<String>) {
     match networks_of(pod_dir) {
         Ok(n) => (n, None),
         Err(e) => (Vec::new(), Some(e.to_string())),

@@ -1144,7 +1144,11 @@ fn start_hook_amends_runtime_json_undoes_on_failure_and_gc_releases() {
         let tmp = TempDir::new().unwrap();
         let local = tmp.path().join("etc");
         fake_network(&local, "n", &["p"]);
-        let pods = Pods::open(&tmp.path().join("data")).unwrap();
+        let pods = Pods::open(
+            &tmp.path().join("data"),
+            std::sync::Arc::new(CniNetworks::default()),
+        )
+        .unwrap();
         let mut rt = runtime_config();
         rt.uuid = String::new();
         let manifest = PodManifest::new(vec![PodApp {
