@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use manifests::runtime::{AppStatus, Backoff, RestartPolicy, RuntimeApp, RuntimeConfig};
+use manifests::poddir::AppStatus;
+use manifests::runtime::{Backoff, RestartPolicy, RuntimeApp, RuntimeConfig};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::process::{kill_process, kill_process_group, Pid, Signal, WaitOptions, WaitStatus};
