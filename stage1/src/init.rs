@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use manifests::poddir::AppStatus;
+use manifests::poddir::{self, AppStatus, Waiting};
 use manifests::runtime::{Backoff, RestartPolicy, RuntimeApp, RuntimeConfig};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
@@ -28,6 +28,7 @@ use rustix::process::{kill_process, kill_process_group, Pid, Signal, WaitOptions
 
 use crate::cgroups::{self, CgroupError, PodCgroups};
 use crate::logs::{self, LogError, LogFile, Passthrough, Pump, SharedLog};
+use crate::podfiles;
 use crate::probe::{ProbeError, Prober};
 
 /// Signals that stop the pod.
@@ -40,13 +41,11 @@ pub const STOP_SIGNALS: [i32; 3] = [
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the final reap of strays may take.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Name of the per-app file that says an app waits to be restarted.
-pub const WAITING_FILE: &str = "waiting";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     #[error(transparent)]
-    Config(#[from] crate::ConfigError),
+    Config(#[from] crate::podfiles::ConfigError),
     #[error("cannot set the parent death signal: {0}")]
     DeathSignal(#[source] io::Error),
     #[error("stage1 run exited before the pod started")]
@@ -77,18 +76,15 @@ pub enum InitError {
     Reaper(#[from] crate::reaper::ReaperError),
 }
 
-/// Write `bytes` to `path` through a temporary file in the same directory and a rename,
-/// so readers see the old content or the new one, never a part.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    fs::write(&tmp, bytes)?;
-    fs::rename(&tmp, path)
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), InitError> {
+    podfiles::write_json(path, value).map_err(|source| InitError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), InitError> {
-    write_atomic(path, bytes).map_err(|source| InitError::Write {
+    podfiles::write(path, bytes).map_err(|source| InitError::Write {
         path: path.to_path_buf(),
         source,
     })
@@ -241,11 +237,6 @@ impl AppRun<'_> {
     }
 }
 
-/// RFC 3339 with milliseconds, as the status files show times.
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
 /// The status of an app that ended with `status`.
 fn app_status(status: WaitStatus, oom_killed: bool, started: SystemTime) -> AppStatus {
     let signal = status.terminating_signal();
@@ -258,8 +249,8 @@ fn app_status(status: WaitStatus, oom_killed: bool, started: SystemTime) -> AppS
         exit_code,
         signal,
         oom_killed,
-        started_at: rfc3339(started),
-        finished_at: rfc3339(SystemTime::now()),
+        started_at: poddir::format_time(started),
+        finished_at: poddir::format_time(SystemTime::now()),
         restarts: 0,
     }
 }
@@ -302,15 +293,6 @@ pub fn backoff_delay(cfg: &Backoff, next: Duration, ran: Duration) -> (Duration,
     (delay, delay.saturating_mul(2).min(max))
 }
 
-/// What `apps/<app>/waiting` holds while an app waits to be restarted.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Waiting {
-    /// Always `CrashLoopBackOff`.
-    pub reason: String,
-    /// When it is started again (RFC 3339).
-    pub until: String,
-}
-
 /// SIGKILL every process of the pod's PID namespace but the caller, which must be its
 /// PID 1.
 fn kill_all_in_pid_namespace() {
@@ -335,14 +317,10 @@ fn signal_app(pid: Pid, sig: Signal) {
 }
 
 fn remove_file(path: &Path) -> Result<(), InitError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(InitError::Remove {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+    podfiles::remove(path).map_err(|source| InitError::Remove {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 struct Supervisor<'a> {
@@ -393,7 +371,7 @@ impl<'a> Supervisor<'a> {
         if let Some(ns) = &self.userns {
             cmd.arg("--userns-fd").arg(ns.as_raw_fd().to_string());
         }
-        cmd.env_remove(crate::LOCK_FD_ENV);
+        cmd.env_remove(poddir::LOCK_FD_ENV);
         match pty {
             Some(slave) => {
                 // app-exec makes itself a session leader with the pty as controlling
@@ -418,7 +396,8 @@ impl<'a> Supervisor<'a> {
                     cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(Into::into));
                 }
                 if run.log.is_none() {
-                    let log = LogFile::open(&run.dir.join("log"), cfg.log_max_bytes)?;
+                    let log =
+                        LogFile::open(&run.dir.join(poddir::APP_LOG_FILE), cfg.log_max_bytes)?;
                     run.log = Some(Arc::new(Mutex::new(log)));
                 }
             }
@@ -472,10 +451,10 @@ impl<'a> Supervisor<'a> {
         // The child is reaped by `reap` (waitpid(-1)), never through `child`.
         drop(child);
         write_file(
-            &run.dir.join("pid"),
+            &run.dir.join(poddir::APP_PID_FILE),
             format!("{}\n", pid.as_raw_nonzero()).as_bytes(),
         )?;
-        remove_file(&run.dir.join(WAITING_FILE))?;
+        remove_file(&run.dir.join(poddir::APP_WAITING_FILE))?;
         self.prober.app_started(idx, Instant::now())?;
         Ok(())
     }
@@ -513,7 +492,7 @@ impl<'a> Supervisor<'a> {
         self.regular_started = true;
         // Only the app may hold the pty's app side now, so the relay sees its end.
         self.pty = None;
-        write_file(&self.pod_dir.join("ready"), b"")
+        write_file(&self.pod_dir.join(poddir::READY_FILE), b"")
     }
 
     /// Reap every child that exited; record the apps among them.
@@ -557,16 +536,13 @@ impl<'a> Supervisor<'a> {
         };
         let mut st = app_status(status, oom, run.started_at);
         st.restarts = run.restarts;
-        let json = serde_json::to_vec(&st).map_err(|e| InitError::Write {
-            path: run.dir.join("status"),
-            source: io::Error::other(e),
-        })?;
         let failed = st.exit_code != 0 || run.liveness_failed;
         let exit_code = st.exit_code;
+        let written = write_json(&run.dir.join(poddir::APP_STATUS_FILE), &st);
         run.status = Some(st);
         run.liveness_kill = None;
         run.liveness_failed = false;
-        write_file(&run.dir.join("status"), &json)?;
+        written?;
 
         // An interactive app's terminal is gone once it exits.
         let restart = !self.stopping
@@ -588,15 +564,10 @@ impl<'a> Supervisor<'a> {
         }
         cgroups::kill_procs(&run.cgroups);
         let waiting = Waiting {
-            reason: "CrashLoopBackOff".to_string(),
-            until: rfc3339(SystemTime::now() + delay),
+            reason: poddir::CRASH_LOOP_BACK_OFF.to_string(),
+            until: poddir::format_time(SystemTime::now() + delay),
         };
-        let path = run.dir.join(WAITING_FILE);
-        let json = serde_json::to_vec(&waiting).map_err(|e| InitError::Write {
-            path: path.clone(),
-            source: io::Error::other(e),
-        })?;
-        write_file(&path, &json)
+        write_json(&run.dir.join(poddir::APP_WAITING_FILE), &waiting)
     }
 
     /// Stop the apps whose liveness probe failed (SIGTERM now, SIGKILL after the
@@ -636,7 +607,7 @@ impl<'a> Supervisor<'a> {
             match run.phase {
                 Phase::BackOff { .. } => {
                     run.phase = Phase::Done;
-                    remove_file(&run.dir.join(WAITING_FILE))?;
+                    remove_file(&run.dir.join(poddir::APP_WAITING_FILE))?;
                 }
                 Phase::Running { pid, .. } => signal_app(pid, Signal::TERM),
                 Phase::Pending | Phase::Done => {}
@@ -809,7 +780,7 @@ pub fn supervise(
         .as_ref()
         .map(PodCgroups::dirs_leaf_first)
         .unwrap_or_default();
-    let list_path = pod_dir.join("cgroups");
+    let list_path = pod_dir.join(poddir::CGROUPS_FILE);
     // Recorded before anything is made, so gc finds whatever a crash leaves behind.
     cgroups::write_list(&list_path, &list).map_err(|source| InitError::Write {
         path: list_path,
@@ -821,7 +792,7 @@ pub fn supervise(
 
     let mut apps = Vec::with_capacity(cfg.apps.len());
     for app in &cfg.apps {
-        let dir = pod_dir.join("apps").join(&app.name);
+        let dir = poddir::app_dir(pod_dir, &app.name);
         fs::create_dir_all(&dir).map_err(|source| InitError::Write {
             path: dir.clone(),
             source,
@@ -902,7 +873,7 @@ pub fn run_init(
             return Err(InitError::ParentGone);
         }
     }
-    let cfg = crate::load_config(pod_dir)?;
+    let cfg = podfiles::load_config(pod_dir)?;
     rustix::system::sethostname(cfg.hostname.as_bytes()).map_err(|e| InitError::Hostname {
         hostname: cfg.hostname.clone(),
         source: e.into(),
@@ -994,15 +965,5 @@ mod tests {
             reset_secs: 1,
         };
         assert_eq!(backoff_delay(&odd, s(9), Duration::ZERO), (s(5), s(5)));
-    }
-
-    #[test]
-    fn write_atomic_replaces() {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("status");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1);
     }
 }

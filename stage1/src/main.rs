@@ -7,9 +7,12 @@
 mod cgroups;
 mod devices;
 mod enter;
+mod exitcode;
 mod init;
 mod launch;
 mod logs;
+mod mountapi;
+mod podfiles;
 mod probe;
 mod pty;
 mod reaper;
@@ -28,16 +31,15 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use manifests::runtime::{Flavor, RuntimeConfig, RuntimeError};
+use manifests::poddir::{self, LOCK_FD_ENV};
+use manifests::runtime::{Flavor, RuntimeConfig};
 use rustix::io::{Errno, FdFlags};
-use rustix::process::{kill_process, Pid, Signal, WaitOptions, WaitStatus};
+use rustix::process::{kill_process, Pid, Signal, WaitOptions};
 
+use crate::exitcode::{exit_code_of, EXIT_STAGE1_FAILED};
 use crate::init::{Options, SignalWatch, STOP_SIGNALS};
+use crate::podfiles::load_config;
 
-/// The environment variable naming the descriptor that holds the pod directory's lock.
-pub const LOCK_FD_ENV: &str = "RKT_LOCK_FD";
-/// Exit status of stage1's own failures.
-const EXIT_STAGE1_FAILED: u8 = 254;
 /// How long `gc` waits for a cgroup's processes to die.
 const GC_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the terminal relay may lag behind the pod's end.
@@ -47,24 +49,6 @@ const USAGE: &str = "usage:
   stage1 run --pod-dir DIR
   stage1 enter --pod-dir DIR --app NAME [--] [CMD [ARG...]]
   stage1 gc --pod-dir DIR";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: RuntimeError },
-}
-
-/// Read the pod's `runtime.json`.
-pub fn load_config(pod_dir: &Path) -> Result<RuntimeConfig, ConfigError> {
-    let path = pod_dir.join("runtime.json");
-    let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    RuntimeConfig::from_slice(&bytes).map_err(|source| ConfigError::Parse { path, source })
-}
 
 /// Command-line arguments of every subcommand.
 #[derive(Debug, Default)]
@@ -223,14 +207,6 @@ fn set_cloexec(fd: &OwnedFd, on: bool) -> io::Result<()> {
     rustix::io::fcntl_setfd(fd, flags).map_err(io::Error::from)
 }
 
-fn exit_code_of(status: WaitStatus) -> i32 {
-    match (status.exit_status(), status.terminating_signal()) {
-        (Some(code), _) => code,
-        (None, Some(sig)) => 128 + sig,
-        (None, None) => i32::from(EXIT_STAGE1_FAILED),
-    }
-}
-
 fn stop_signal(raw: i32) -> Option<Signal> {
     match raw {
         signal_hook::consts::SIGTERM => Some(Signal::TERM),
@@ -268,10 +244,10 @@ fn cmd_run(pod_dir: &Path) -> anyhow::Result<i32> {
 
 /// The relay for an interactive pod's single app, logging to the app's log.
 fn start_relay(pod_dir: &Path, cfg: &RuntimeConfig, master: OwnedFd) -> anyhow::Result<pty::Relay> {
-    let app_dir = pod_dir.join("apps").join(&cfg.apps[0].name);
+    let app_dir = poddir::app_dir(pod_dir, &cfg.apps[0].name);
     std::fs::create_dir_all(&app_dir)
         .with_context(|| format!("cannot create {}", app_dir.display()))?;
-    let log = logs::LogFile::open(&app_dir.join("log"), cfg.log_max_bytes)?;
+    let log = logs::LogFile::open(&app_dir.join(poddir::APP_LOG_FILE), cfg.log_max_bytes)?;
     let relay = pty::Relay::new(master, Some(log));
     relay.resize();
     Ok(relay)
@@ -334,12 +310,7 @@ fn run_default(
     drop(sync_child);
     drop(slave);
     drop(userns);
-    let pid_file = pod_dir.join("pid");
-    init::write_atomic(
-        &pid_file,
-        format!("{}\n", init_pid.as_raw_nonzero()).as_bytes(),
-    )
-    .with_context(|| format!("cannot write {}", pid_file.display()))?;
+    write_pid_file(pod_dir, init_pid.as_raw_nonzero())?;
 
     let mut relay = match master.map(|m| start_relay(pod_dir, cfg, m)).transpose() {
         Ok(r) => r,
@@ -410,6 +381,13 @@ fn run_default(
     Ok(code)
 }
 
+/// Writes the pod's `pid` file: the host PID of its pid 1.
+fn write_pid_file(pod_dir: &Path, pid: impl std::fmt::Display) -> anyhow::Result<()> {
+    let pid_file = pod_dir.join(poddir::PID_FILE);
+    podfiles::write(&pid_file, format!("{pid}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", pid_file.display()))
+}
+
 /// New PID, mount, UTS and IPC namespaces for the pod (and a network namespace of its
 /// own with only loopback, for `privateNetwork`). The PID namespace applies to our
 /// children only: the next process started becomes its PID 1.
@@ -450,7 +428,7 @@ fn seal_own_binary() -> anyhow::Result<PathBuf> {
             exe.display()
         );
     }
-    rootfs::attach_copy(
+    mountapi::attach_copy(
         (rustix::fs::CWD, &exe),
         false,
         MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NOSUID,
@@ -511,9 +489,7 @@ fn run_fly(
     }
     // We hold the lock for the pod's whole life; the app must not get it.
     set_cloexec(&lock, true).context("cannot keep the pod lock from the app")?;
-    let pid_file = pod_dir.join("pid");
-    init::write_atomic(&pid_file, format!("{}\n", std::process::id()).as_bytes())
-        .with_context(|| format!("cannot write {}", pid_file.display()))?;
+    write_pid_file(pod_dir, std::process::id())?;
     let (relay, pty_slave) = if cfg.interactive {
         let p = pty::open()?;
         (Some(start_relay(pod_dir, cfg, p.master)?), Some(p.slave))
@@ -625,7 +601,7 @@ fn cmd_enter(args: &Args) -> anyhow::Result<i32> {
 }
 
 fn cmd_gc(pod_dir: &Path) -> anyhow::Result<i32> {
-    let dirs = cgroups::read_list(&pod_dir.join("cgroups"))?;
+    let dirs = cgroups::read_list(&pod_dir.join(poddir::CGROUPS_FILE))?;
     cgroups::remove(&dirs, GC_TIMEOUT).context("cannot release the pod's cgroups")?;
     Ok(0)
 }
