@@ -323,6 +323,74 @@ fn remove_file(path: &Path) -> Result<(), InitError> {
     })
 }
 
+/// Where the pod as a whole is: what may still start, and when it is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PodPhase {
+    /// The init apps run, one at a time in order; the regular apps wait for them.
+    InitApps,
+    /// Every init app succeeded and the regular apps were started: only restarts
+    /// start anything any more.
+    Regular,
+    /// An init app failed for good: nothing more starts.
+    InitFailed,
+    /// The pod stops: nothing starts or restarts any more. What still runs is
+    /// SIGKILLed at `kill_at` (the end of the grace period); `None`: it was.
+    Stopping { kill_at: Option<Instant> },
+}
+
+impl PodPhase {
+    fn is_stopping(self) -> bool {
+        matches!(self, PodPhase::Stopping { .. })
+    }
+
+    /// Whether the pod is over once no app runs or waits for a restart. (While the
+    /// init apps run, the next one or the regular apps are still to come.)
+    fn ends_when_idle(self) -> bool {
+        self != PodPhase::InitApps
+    }
+
+    /// When what still runs is to be SIGKILLed.
+    fn kill_at(self) -> Option<Instant> {
+        match self {
+            PodPhase::Stopping { kill_at } => kill_at,
+            _ => None,
+        }
+    }
+
+    /// The init apps all succeeded and the regular apps were started.
+    fn regular_started(self) -> Self {
+        match self {
+            PodPhase::InitApps => PodPhase::Regular,
+            other => other,
+        }
+    }
+
+    /// An init app failed and will not be restarted. (A pod that stops already stays
+    /// stopping.)
+    fn init_failed(self) -> Self {
+        match self {
+            PodPhase::InitApps => PodPhase::InitFailed,
+            other => other,
+        }
+    }
+
+    /// The pod is asked to stop; what runs then is killed at `kill_at`. Asking again
+    /// changes nothing.
+    fn stop(self, kill_at: Instant) -> Self {
+        match self {
+            PodPhase::Stopping { .. } => self,
+            _ => PodPhase::Stopping {
+                kill_at: Some(kill_at),
+            },
+        }
+    }
+
+    /// Everything was SIGKILLed: nothing more to wait for but the processes' end.
+    fn killed(self) -> Self {
+        PodPhase::Stopping { kill_at: None }
+    }
+}
+
 struct Supervisor<'a> {
     pod_dir: &'a Path,
     cfg: &'a RuntimeConfig,
@@ -332,12 +400,7 @@ struct Supervisor<'a> {
     prober: Prober,
     /// Interactive pods: the pty's app side, until the app started.
     pty: Option<OwnedFd>,
-    /// The regular (non-init) apps were started (after every init app succeeded).
-    regular_started: bool,
-    /// An init app failed for good: nothing more starts.
-    init_failed: bool,
-    /// The pod is stopping: nothing starts or restarts any more.
-    stopping: bool,
+    phase: PodPhase,
     /// The pod's user namespace, for the apps.
     userns: Option<OwnedFd>,
     /// Default flavor: our own PID namespace, and the apps' nested one with its reaper
@@ -462,7 +525,7 @@ impl<'a> Supervisor<'a> {
     /// Start what is due: restarts whose back-off ran out, the next init app, and the
     /// regular apps once every init app succeeded.
     fn start_due(&mut self, now: Instant) -> Result<(), InitError> {
-        if self.stopping {
+        if self.phase.is_stopping() {
             return Ok(());
         }
         for idx in 0..self.apps.len() {
@@ -470,7 +533,7 @@ impl<'a> Supervisor<'a> {
                 self.spawn(idx)?;
             }
         }
-        if self.init_failed || self.regular_started {
+        if self.phase != PodPhase::InitApps {
             return Ok(());
         }
         for idx in 0..self.apps.len() {
@@ -489,7 +552,7 @@ impl<'a> Supervisor<'a> {
                 self.spawn(idx)?;
             }
         }
-        self.regular_started = true;
+        self.phase = self.phase.regular_started();
         // Only the app may hold the pty's app side now, so the relay sees its end.
         self.pty = None;
         write_file(&self.pod_dir.join(poddir::READY_FILE), b"")
@@ -545,13 +608,13 @@ impl<'a> Supervisor<'a> {
         written?;
 
         // An interactive app's terminal is gone once it exits.
-        let restart = !self.stopping
+        let restart = !self.phase.is_stopping()
             && !cfg.interactive
             && should_restart(run.app.restart_policy, run.app.init, failed);
         if !restart {
             run.phase = Phase::Done;
             if run.app.init && exit_code != 0 {
-                self.init_failed = true;
+                self.phase = self.phase.init_failed();
             }
             return Ok(());
         }
@@ -576,7 +639,7 @@ impl<'a> Supervisor<'a> {
         for (idx, message) in self.prober.take_liveness_failures() {
             let run = &mut self.apps[idx];
             let Some(pid) = run.pid() else { continue };
-            if self.stopping || run.liveness_failed {
+            if self.phase.is_stopping() || run.liveness_failed {
                 continue;
             }
             eprintln!(
@@ -599,9 +662,11 @@ impl<'a> Supervisor<'a> {
         Ok(())
     }
 
-    /// The pod stops: pending restarts are cancelled, running apps get SIGTERM.
+    /// The pod stops: pending restarts are cancelled, running apps get SIGTERM (and
+    /// SIGKILL once the grace period is over).
     fn stop(&mut self) -> Result<(), InitError> {
-        self.stopping = true;
+        let grace = Duration::from_secs(self.cfg.stop_grace_period_secs);
+        self.phase = self.phase.stop(Instant::now() + grace);
         self.prober.stop_all();
         for run in &mut self.apps {
             match run.phase {
@@ -622,7 +687,7 @@ impl<'a> Supervisor<'a> {
             .apps
             .iter()
             .any(|r| matches!(r.phase, Phase::Running { .. } | Phase::BackOff { .. }));
-        !active && (self.stopping || self.init_failed || self.regular_started)
+        !active && self.phase.ends_when_idle()
     }
 
     /// When the loop must look again without being woken: a restart, a probe, a
@@ -643,6 +708,7 @@ impl<'a> Supervisor<'a> {
     /// SIGKILL whatever is left: the apps' groups, probes and (default) the whole PID
     /// namespace.
     fn kill_everything(&mut self) {
+        self.phase = self.phase.killed();
         self.prober.stop_all();
         for pid in self.running().collect::<Vec<_>>() {
             signal_app(pid, Signal::KILL);
@@ -699,14 +765,12 @@ impl<'a> Supervisor<'a> {
         relay: &mut Option<crate::pty::Relay>,
     ) -> Result<(), InitError> {
         let grace = Duration::from_secs(self.cfg.stop_grace_period_secs);
-        let mut stop_deadline: Option<Instant> = None;
-        let mut killed = false;
         loop {
             self.reap()?;
             let now = Instant::now();
             self.prober.poll(now)?;
             self.start_due(now)?;
-            if !self.stopping {
+            if !self.phase.is_stopping() {
                 self.prober.run_due(now)?;
             }
             self.enforce_liveness(now, grace)?;
@@ -714,13 +778,12 @@ impl<'a> Supervisor<'a> {
                 return Ok(());
             }
             let mut wake_at = self.next_wakeup();
-            if let (Some(deadline), false) = (stop_deadline, killed) {
-                if now >= deadline {
+            if let Some(kill_at) = self.phase.kill_at() {
+                if now >= kill_at {
                     self.kill_everything();
-                    killed = true;
                     continue;
                 }
-                wake_at = Some(wake_at.map_or(deadline, |w| w.min(deadline)));
+                wake_at = Some(wake_at.map_or(kill_at, |w| w.min(kill_at)));
             }
             let timeout = wake_at.map(|w| w.saturating_duration_since(now));
             let mut extra = vec![self.prober.wake_fd()];
@@ -734,16 +797,13 @@ impl<'a> Supervisor<'a> {
                     crate::pty::escape_notice();
                     self.stop()?;
                     self.kill_everything();
-                    killed = true;
-                    stop_deadline.get_or_insert_with(Instant::now);
                 }
                 if signals.contains(&signal_hook::consts::SIGWINCH) {
                     r.resize();
                 }
             }
-            if !self.stopping && signals.iter().any(|s| STOP_SIGNALS.contains(s)) {
+            if !self.phase.is_stopping() && signals.iter().any(|s| STOP_SIGNALS.contains(s)) {
                 self.stop()?;
-                stop_deadline = Some(Instant::now() + grace);
             }
         }
     }
@@ -824,9 +884,7 @@ pub fn supervise(
         apps,
         prober: Prober::new(pod_dir, &cfg.apps)?,
         pty: opts.pty_slave,
-        regular_started: false,
-        init_failed: false,
-        stopping: false,
+        phase: PodPhase::InitApps,
         userns: opts.userns,
         own_pidns: if opts.fly {
             None
@@ -909,6 +967,72 @@ mod tests {
         assert_eq!(pod_exit_code([Some(&a), Some(&b), Some(&c)]), 5);
         assert_eq!(pod_exit_code([Some(&c), Some(&b)]), 6);
         assert_eq!(pod_exit_code([Some(&a), None]), 0);
+    }
+
+    #[test]
+    fn pod_phase_transitions() {
+        use PodPhase::*;
+        let now = Instant::now();
+        let later = now + Duration::from_secs(10);
+        let stopping = Stopping {
+            kill_at: Some(later),
+        };
+        // (from, event, to)
+        let table: [(PodPhase, &str, PodPhase); 14] = [
+            (InitApps, "regular started", Regular),
+            (InitApps, "init failed", InitFailed),
+            (InitApps, "stop", stopping),
+            (Regular, "stop", stopping),
+            (InitFailed, "stop", stopping),
+            (InitApps, "killed", Stopping { kill_at: None }),
+            (Regular, "killed", Stopping { kill_at: None }),
+            (stopping, "killed", Stopping { kill_at: None }),
+            // A second stop request keeps the first deadline, and a killed pod stays so.
+            (
+                Stopping { kill_at: Some(now) },
+                "stop",
+                Stopping { kill_at: Some(now) },
+            ),
+            (
+                Stopping { kill_at: None },
+                "stop",
+                Stopping { kill_at: None },
+            ),
+            // An init app exiting while the pod stops does not un-stop it.
+            (stopping, "init failed", stopping),
+            (stopping, "regular started", stopping),
+            (Regular, "init failed", Regular),
+            (InitFailed, "regular started", InitFailed),
+        ];
+        for (from, event, want) in table {
+            let got = match event {
+                "regular started" => from.regular_started(),
+                "init failed" => from.init_failed(),
+                "stop" => from.stop(later),
+                "killed" => from.killed(),
+                _ => unreachable!(),
+            };
+            assert_eq!(got, want, "{from:?} + {event}");
+        }
+    }
+
+    #[test]
+    fn pod_phase_decides_what_happens() {
+        use PodPhase::*;
+        let at = Instant::now();
+        // (phase, stopping, ends when idle, kill at)
+        let table = [
+            (InitApps, false, false, None),
+            (Regular, false, true, None),
+            (InitFailed, false, true, None),
+            (Stopping { kill_at: Some(at) }, true, true, Some(at)),
+            (Stopping { kill_at: None }, true, true, None),
+        ];
+        for (phase, stopping, ends, kill_at) in table {
+            assert_eq!(phase.is_stopping(), stopping, "{phase:?}");
+            assert_eq!(phase.ends_when_idle(), ends, "{phase:?}");
+            assert_eq!(phase.kill_at(), kill_at, "{phase:?}");
+        }
     }
 
     #[test]
