@@ -27,6 +27,7 @@ use rustix::io::Errno;
 use rustix::process::{kill_process, kill_process_group, Pid, Signal, WaitOptions, WaitStatus};
 
 use crate::cgroups::{self, CgroupError, PodCgroups};
+use crate::handshake::InitMessage;
 use crate::logs::{self, LogError, LogFile, Passthrough, Pump, SharedLog};
 use crate::podfiles;
 use crate::probe::{ProbeError, Prober};
@@ -927,7 +928,7 @@ pub fn run_init(
     if let Some(sync) = sync {
         // Fails once `run` is gone: then the death signal was set too late to fire.
         let mut sync = UnixStream::from(sync);
-        if sync.write_all(b"r").is_err() {
+        if sync.write_all(InitMessage::Ready.encode()).is_err() {
             return Err(InitError::ParentGone);
         }
     }
