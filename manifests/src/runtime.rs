@@ -334,23 +334,6 @@ fn default_cgroup_root() -> PathBuf {
     PathBuf::from("/sys/fs/cgroup")
 }
 
-/// What stage1 writes to `apps/<app>/status` each time an app exits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AppStatus {
-    pub exit_code: i32,
-    #[serde(default)]
-    pub signal: Option<i32>,
-    #[serde(default)]
-    pub oom_killed: bool,
-    /// RFC 3339.
-    pub started_at: String,
-    /// RFC 3339.
-    pub finished_at: String,
-    #[serde(default)]
-    pub restarts: u32,
-}
-
 /// Every capability name the kernel knows (as of Linux 6.x).
 pub const KNOWN_CAPABILITIES: &[&str] = &[
     "CAP_CHOWN",

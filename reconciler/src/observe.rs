@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use super::k8s::{self, DesiredPod, ManifestError, PodKey};
 use super::plan::{Desired, ObservedPod, Wanted};
 use super::{ANNOTATION_KEY, ANNOTATION_SOURCE, ANNOTATION_SPEC_HASH};
-use stage0::pod::dir::{PodError, PodInfo, Pods, APPS_DIR};
+use manifests::poddir::{self, Waiting};
+use stage0::pod::dir::{PodError, PodInfo, Pods};
 
 /// Larger manifest files are refused (as the kubelet does).
 pub const MAX_MANIFEST_BYTES: u64 = 10 << 20;
@@ -363,9 +364,11 @@ pub fn seen(info: &PodInfo) -> Option<SeenPod> {
         .unwrap_or_default();
     let ready = running
         && info.ready
-        && probed
-            .iter()
-            .all(|app| info.dir.join(APPS_DIR).join(app).join("ready").exists());
+        && probed.iter().all(|app| {
+            poddir::app_dir(&info.dir, app)
+                .join(poddir::APP_READY_FILE)
+                .exists()
+        });
     let exits = info
         .apps
         .iter()
@@ -410,11 +413,11 @@ fn waiting_apps(info: &PodInfo) -> Vec<(String, Option<String>)> {
     info.apps
         .iter()
         .filter_map(|a| {
-            let path = info.dir.join(APPS_DIR).join(&a.name).join("waiting");
+            let path = poddir::app_dir(&info.dir, &a.name).join(poddir::APP_WAITING_FILE);
             let bytes = std::fs::read(&path).ok()?;
-            let until = serde_json::from_slice::<serde_json::Value>(&bytes)
+            let until = serde_json::from_slice::<Waiting>(&bytes)
                 .ok()
-                .and_then(|v| v["until"].as_str().map(str::to_string));
+                .map(|w| w.until);
             Some((a.name.clone(), until))
         })
         .collect()

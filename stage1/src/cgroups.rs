@@ -454,8 +454,7 @@ pub fn oom_killed(version: Version, dir: &Path, baseline: Option<u64>, sigkill: 
 
 /// Write the list of a pod's cgroup directories (JSON, leaves first) by temp + rename.
 pub fn write_list(path: &Path, dirs: &[PathBuf]) -> io::Result<()> {
-    let json = serde_json::to_vec(dirs).map_err(io::Error::other)?;
-    crate::init::write_atomic(path, &json)
+    crate::podfiles::write_json(path, &dirs)
 }
 
 /// Read a list written by [`write_list`]; a missing file is an empty list.

@@ -22,6 +22,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
+use manifests::poddir;
 use manifests::runtime::{Flavor, RuntimeConfig};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
@@ -287,7 +288,7 @@ pub fn find_app_pid(
         app: app.to_string(),
         reason,
     };
-    let pid_file = pod_dir.join("pid");
+    let pid_file = pod_dir.join(poddir::PID_FILE);
     let pid1 = read_pid(&pid_file)?
         .ok_or_else(|| not_running(format!("{} is missing or invalid", pid_file.display())))?;
     let status = fs::read_to_string(proc.join(pid1.to_string()).join("status"))
@@ -299,7 +300,7 @@ pub fn find_app_pid(
             "host PID {pid1} is not the pid 1 of a PID namespace"
         )));
     }
-    let app_pid_file = pod_dir.join("apps").join(app).join("pid");
+    let app_pid_file = poddir::app_dir(pod_dir, app).join(poddir::APP_PID_FILE);
     let ns_pid = read_pid(&app_pid_file)?
         .ok_or_else(|| app_not_running(format!("{} is missing", app_pid_file.display())))?;
     find_in_pid_namespace(proc, pid1, ns_pid)?

@@ -20,13 +20,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use manifests::runtime::{AppStatus, Backoff, RestartPolicy, RuntimeApp, RuntimeConfig};
+use manifests::poddir::{self, AppStatus, Waiting};
+use manifests::runtime::{Backoff, RestartPolicy, RuntimeApp, RuntimeConfig};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::process::{kill_process, kill_process_group, Pid, Signal, WaitOptions, WaitStatus};
 
 use crate::cgroups::{self, CgroupError, PodCgroups};
+use crate::handshake::InitMessage;
 use crate::logs::{self, LogError, LogFile, Passthrough, Pump, SharedLog};
+use crate::podfiles;
 use crate::probe::{ProbeError, Prober};
 
 /// Signals that stop the pod.
@@ -39,13 +42,11 @@ pub const STOP_SIGNALS: [i32; 3] = [
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the final reap of strays may take.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Name of the per-app file that says an app waits to be restarted.
-pub const WAITING_FILE: &str = "waiting";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     #[error(transparent)]
-    Config(#[from] crate::ConfigError),
+    Config(#[from] crate::podfiles::ConfigError),
     #[error("cannot set the parent death signal: {0}")]
     DeathSignal(#[source] io::Error),
     #[error("stage1 run exited before the pod started")]
@@ -76,18 +77,15 @@ pub enum InitError {
     Reaper(#[from] crate::reaper::ReaperError),
 }
 
-/// Write `bytes` to `path` through a temporary file in the same directory and a rename,
-/// so readers see the old content or the new one, never a part.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    fs::write(&tmp, bytes)?;
-    fs::rename(&tmp, path)
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), InitError> {
+    podfiles::write_json(path, value).map_err(|source| InitError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), InitError> {
-    write_atomic(path, bytes).map_err(|source| InitError::Write {
+    podfiles::write(path, bytes).map_err(|source| InitError::Write {
         path: path.to_path_buf(),
         source,
     })
@@ -240,11 +238,6 @@ impl AppRun<'_> {
     }
 }
 
-/// RFC 3339 with milliseconds, as the status files show times.
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
 /// The status of an app that ended with `status`.
 fn app_status(status: WaitStatus, oom_killed: bool, started: SystemTime) -> AppStatus {
     let signal = status.terminating_signal();
@@ -257,8 +250,8 @@ fn app_status(status: WaitStatus, oom_killed: bool, started: SystemTime) -> AppS
         exit_code,
         signal,
         oom_killed,
-        started_at: rfc3339(started),
-        finished_at: rfc3339(SystemTime::now()),
+        started_at: poddir::format_time(started),
+        finished_at: poddir::format_time(SystemTime::now()),
         restarts: 0,
     }
 }
@@ -301,15 +294,6 @@ pub fn backoff_delay(cfg: &Backoff, next: Duration, ran: Duration) -> (Duration,
     (delay, delay.saturating_mul(2).min(max))
 }
 
-/// What `apps/<app>/waiting` holds while an app waits to be restarted.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Waiting {
-    /// Always `CrashLoopBackOff`.
-    pub reason: String,
-    /// When it is started again (RFC 3339).
-    pub until: String,
-}
-
 /// SIGKILL every process of the pod's PID namespace but the caller, which must be its
 /// PID 1.
 fn kill_all_in_pid_namespace() {
@@ -334,13 +318,77 @@ fn signal_app(pid: Pid, sig: Signal) {
 }
 
 fn remove_file(path: &Path) -> Result<(), InitError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(InitError::Remove {
-            path: path.to_path_buf(),
-            source,
-        }),
+    podfiles::remove(path).map_err(|source| InitError::Remove {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Where the pod as a whole is: what may still start, and when it is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PodPhase {
+    /// The init apps run, one at a time in order; the regular apps wait for them.
+    InitApps,
+    /// Every init app succeeded and the regular apps were started: only restarts
+    /// start anything any more.
+    Regular,
+    /// An init app failed for good: nothing more starts.
+    InitFailed,
+    /// The pod stops: nothing starts or restarts any more. What still runs is
+    /// SIGKILLed at `kill_at` (the end of the grace period); `None`: it was.
+    Stopping { kill_at: Option<Instant> },
+}
+
+impl PodPhase {
+    fn is_stopping(self) -> bool {
+        matches!(self, PodPhase::Stopping { .. })
+    }
+
+    /// Whether the pod is over once no app runs or waits for a restart. (While the
+    /// init apps run, the next one or the regular apps are still to come.)
+    fn ends_when_idle(self) -> bool {
+        self != PodPhase::InitApps
+    }
+
+    /// When what still runs is to be SIGKILLed.
+    fn kill_at(self) -> Option<Instant> {
+        match self {
+            PodPhase::Stopping { kill_at } => kill_at,
+            _ => None,
+        }
+    }
+
+    /// The init apps all succeeded and the regular apps were started.
+    fn regular_started(self) -> Self {
+        match self {
+            PodPhase::InitApps => PodPhase::Regular,
+            other => other,
+        }
+    }
+
+    /// An init app failed and will not be restarted. (A pod that stops already stays
+    /// stopping.)
+    fn init_failed(self) -> Self {
+        match self {
+            PodPhase::InitApps => PodPhase::InitFailed,
+            other => other,
+        }
+    }
+
+    /// The pod is asked to stop; what runs then is killed at `kill_at`. Asking again
+    /// changes nothing.
+    fn stop(self, kill_at: Instant) -> Self {
+        match self {
+            PodPhase::Stopping { .. } => self,
+            _ => PodPhase::Stopping {
+                kill_at: Some(kill_at),
+            },
+        }
+    }
+
+    /// Everything was SIGKILLed: nothing more to wait for but the processes' end.
+    fn killed(self) -> Self {
+        PodPhase::Stopping { kill_at: None }
     }
 }
 
@@ -353,12 +401,7 @@ struct Supervisor<'a> {
     prober: Prober,
     /// Interactive pods: the pty's app side, until the app started.
     pty: Option<OwnedFd>,
-    /// The regular (non-init) apps were started (after every init app succeeded).
-    regular_started: bool,
-    /// An init app failed for good: nothing more starts.
-    init_failed: bool,
-    /// The pod is stopping: nothing starts or restarts any more.
-    stopping: bool,
+    phase: PodPhase,
     /// The pod's user namespace, for the apps.
     userns: Option<OwnedFd>,
     /// Default flavor: our own PID namespace, and the apps' nested one with its reaper
@@ -392,7 +435,7 @@ impl<'a> Supervisor<'a> {
         if let Some(ns) = &self.userns {
             cmd.arg("--userns-fd").arg(ns.as_raw_fd().to_string());
         }
-        cmd.env_remove(crate::LOCK_FD_ENV);
+        cmd.env_remove(poddir::LOCK_FD_ENV);
         match pty {
             Some(slave) => {
                 // app-exec makes itself a session leader with the pty as controlling
@@ -417,7 +460,8 @@ impl<'a> Supervisor<'a> {
                     cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(Into::into));
                 }
                 if run.log.is_none() {
-                    let log = LogFile::open(&run.dir.join("log"), cfg.log_max_bytes)?;
+                    let log =
+                        LogFile::open(&run.dir.join(poddir::APP_LOG_FILE), cfg.log_max_bytes)?;
                     run.log = Some(Arc::new(Mutex::new(log)));
                 }
             }
@@ -471,10 +515,10 @@ impl<'a> Supervisor<'a> {
         // The child is reaped by `reap` (waitpid(-1)), never through `child`.
         drop(child);
         write_file(
-            &run.dir.join("pid"),
+            &run.dir.join(poddir::APP_PID_FILE),
             format!("{}\n", pid.as_raw_nonzero()).as_bytes(),
         )?;
-        remove_file(&run.dir.join(WAITING_FILE))?;
+        remove_file(&run.dir.join(poddir::APP_WAITING_FILE))?;
         self.prober.app_started(idx, Instant::now())?;
         Ok(())
     }
@@ -482,7 +526,7 @@ impl<'a> Supervisor<'a> {
     /// Start what is due: restarts whose back-off ran out, the next init app, and the
     /// regular apps once every init app succeeded.
     fn start_due(&mut self, now: Instant) -> Result<(), InitError> {
-        if self.stopping {
+        if self.phase.is_stopping() {
             return Ok(());
         }
         for idx in 0..self.apps.len() {
@@ -490,7 +534,7 @@ impl<'a> Supervisor<'a> {
                 self.spawn(idx)?;
             }
         }
-        if self.init_failed || self.regular_started {
+        if self.phase != PodPhase::InitApps {
             return Ok(());
         }
         for idx in 0..self.apps.len() {
@@ -509,10 +553,10 @@ impl<'a> Supervisor<'a> {
                 self.spawn(idx)?;
             }
         }
-        self.regular_started = true;
+        self.phase = self.phase.regular_started();
         // Only the app may hold the pty's app side now, so the relay sees its end.
         self.pty = None;
-        write_file(&self.pod_dir.join("ready"), b"")
+        write_file(&self.pod_dir.join(poddir::READY_FILE), b"")
     }
 
     /// Reap every child that exited; record the apps among them.
@@ -556,25 +600,22 @@ impl<'a> Supervisor<'a> {
         };
         let mut st = app_status(status, oom, run.started_at);
         st.restarts = run.restarts;
-        let json = serde_json::to_vec(&st).map_err(|e| InitError::Write {
-            path: run.dir.join("status"),
-            source: io::Error::other(e),
-        })?;
         let failed = st.exit_code != 0 || run.liveness_failed;
         let exit_code = st.exit_code;
+        let written = write_json(&run.dir.join(poddir::APP_STATUS_FILE), &st);
         run.status = Some(st);
         run.liveness_kill = None;
         run.liveness_failed = false;
-        write_file(&run.dir.join("status"), &json)?;
+        written?;
 
         // An interactive app's terminal is gone once it exits.
-        let restart = !self.stopping
+        let restart = !self.phase.is_stopping()
             && !cfg.interactive
             && should_restart(run.app.restart_policy, run.app.init, failed);
         if !restart {
             run.phase = Phase::Done;
             if run.app.init && exit_code != 0 {
-                self.init_failed = true;
+                self.phase = self.phase.init_failed();
             }
             return Ok(());
         }
@@ -587,15 +628,10 @@ impl<'a> Supervisor<'a> {
         }
         cgroups::kill_procs(&run.cgroups);
         let waiting = Waiting {
-            reason: "CrashLoopBackOff".to_string(),
-            until: rfc3339(SystemTime::now() + delay),
+            reason: poddir::CRASH_LOOP_BACK_OFF.to_string(),
+            until: poddir::format_time(SystemTime::now() + delay),
         };
-        let path = run.dir.join(WAITING_FILE);
-        let json = serde_json::to_vec(&waiting).map_err(|e| InitError::Write {
-            path: path.clone(),
-            source: io::Error::other(e),
-        })?;
-        write_file(&path, &json)
+        write_json(&run.dir.join(poddir::APP_WAITING_FILE), &waiting)
     }
 
     /// Stop the apps whose liveness probe failed (SIGTERM now, SIGKILL after the
@@ -604,7 +640,7 @@ impl<'a> Supervisor<'a> {
         for (idx, message) in self.prober.take_liveness_failures() {
             let run = &mut self.apps[idx];
             let Some(pid) = run.pid() else { continue };
-            if self.stopping || run.liveness_failed {
+            if self.phase.is_stopping() || run.liveness_failed {
                 continue;
             }
             eprintln!(
@@ -627,15 +663,17 @@ impl<'a> Supervisor<'a> {
         Ok(())
     }
 
-    /// The pod stops: pending restarts are cancelled, running apps get SIGTERM.
+    /// The pod stops: pending restarts are cancelled, running apps get SIGTERM (and
+    /// SIGKILL once the grace period is over).
     fn stop(&mut self) -> Result<(), InitError> {
-        self.stopping = true;
+        let grace = Duration::from_secs(self.cfg.stop_grace_period_secs);
+        self.phase = self.phase.stop(Instant::now() + grace);
         self.prober.stop_all();
         for run in &mut self.apps {
             match run.phase {
                 Phase::BackOff { .. } => {
                     run.phase = Phase::Done;
-                    remove_file(&run.dir.join(WAITING_FILE))?;
+                    remove_file(&run.dir.join(poddir::APP_WAITING_FILE))?;
                 }
                 Phase::Running { pid, .. } => signal_app(pid, Signal::TERM),
                 Phase::Pending | Phase::Done => {}
@@ -650,7 +688,7 @@ impl<'a> Supervisor<'a> {
             .apps
             .iter()
             .any(|r| matches!(r.phase, Phase::Running { .. } | Phase::BackOff { .. }));
-        !active && (self.stopping || self.init_failed || self.regular_started)
+        !active && self.phase.ends_when_idle()
     }
 
     /// When the loop must look again without being woken: a restart, a probe, a
@@ -671,6 +709,7 @@ impl<'a> Supervisor<'a> {
     /// SIGKILL whatever is left: the apps' groups, probes and (default) the whole PID
     /// namespace.
     fn kill_everything(&mut self) {
+        self.phase = self.phase.killed();
         self.prober.stop_all();
         for pid in self.running().collect::<Vec<_>>() {
             signal_app(pid, Signal::KILL);
@@ -727,14 +766,12 @@ impl<'a> Supervisor<'a> {
         relay: &mut Option<crate::pty::Relay>,
     ) -> Result<(), InitError> {
         let grace = Duration::from_secs(self.cfg.stop_grace_period_secs);
-        let mut stop_deadline: Option<Instant> = None;
-        let mut killed = false;
         loop {
             self.reap()?;
             let now = Instant::now();
             self.prober.poll(now)?;
             self.start_due(now)?;
-            if !self.stopping {
+            if !self.phase.is_stopping() {
                 self.prober.run_due(now)?;
             }
             self.enforce_liveness(now, grace)?;
@@ -742,13 +779,12 @@ impl<'a> Supervisor<'a> {
                 return Ok(());
             }
             let mut wake_at = self.next_wakeup();
-            if let (Some(deadline), false) = (stop_deadline, killed) {
-                if now >= deadline {
+            if let Some(kill_at) = self.phase.kill_at() {
+                if now >= kill_at {
                     self.kill_everything();
-                    killed = true;
                     continue;
                 }
-                wake_at = Some(wake_at.map_or(deadline, |w| w.min(deadline)));
+                wake_at = Some(wake_at.map_or(kill_at, |w| w.min(kill_at)));
             }
             let timeout = wake_at.map(|w| w.saturating_duration_since(now));
             let mut extra = vec![self.prober.wake_fd()];
@@ -762,16 +798,13 @@ impl<'a> Supervisor<'a> {
                     crate::pty::escape_notice();
                     self.stop()?;
                     self.kill_everything();
-                    killed = true;
-                    stop_deadline.get_or_insert_with(Instant::now);
                 }
                 if signals.contains(&signal_hook::consts::SIGWINCH) {
                     r.resize();
                 }
             }
-            if !self.stopping && signals.iter().any(|s| STOP_SIGNALS.contains(s)) {
+            if !self.phase.is_stopping() && signals.iter().any(|s| STOP_SIGNALS.contains(s)) {
                 self.stop()?;
-                stop_deadline = Some(Instant::now() + grace);
             }
         }
     }
@@ -808,7 +841,7 @@ pub fn supervise(
         .as_ref()
         .map(PodCgroups::dirs_leaf_first)
         .unwrap_or_default();
-    let list_path = pod_dir.join("cgroups");
+    let list_path = pod_dir.join(poddir::CGROUPS_FILE);
     // Recorded before anything is made, so gc finds whatever a crash leaves behind.
     cgroups::write_list(&list_path, &list).map_err(|source| InitError::Write {
         path: list_path,
@@ -820,7 +853,7 @@ pub fn supervise(
 
     let mut apps = Vec::with_capacity(cfg.apps.len());
     for app in &cfg.apps {
-        let dir = pod_dir.join("apps").join(&app.name);
+        let dir = poddir::app_dir(pod_dir, &app.name);
         fs::create_dir_all(&dir).map_err(|source| InitError::Write {
             path: dir.clone(),
             source,
@@ -852,9 +885,7 @@ pub fn supervise(
         apps,
         prober: Prober::new(pod_dir, &cfg.apps)?,
         pty: opts.pty_slave,
-        regular_started: false,
-        init_failed: false,
-        stopping: false,
+        phase: PodPhase::InitApps,
         userns: opts.userns,
         own_pidns: if opts.fly {
             None
@@ -897,11 +928,11 @@ pub fn run_init(
     if let Some(sync) = sync {
         // Fails once `run` is gone: then the death signal was set too late to fire.
         let mut sync = UnixStream::from(sync);
-        if sync.write_all(b"r").is_err() {
+        if sync.write_all(InitMessage::Ready.encode()).is_err() {
             return Err(InitError::ParentGone);
         }
     }
-    let cfg = crate::load_config(pod_dir)?;
+    let cfg = podfiles::load_config(pod_dir)?;
     rustix::system::sethostname(cfg.hostname.as_bytes()).map_err(|e| InitError::Hostname {
         hostname: cfg.hostname.clone(),
         source: e.into(),
@@ -937,6 +968,72 @@ mod tests {
         assert_eq!(pod_exit_code([Some(&a), Some(&b), Some(&c)]), 5);
         assert_eq!(pod_exit_code([Some(&c), Some(&b)]), 6);
         assert_eq!(pod_exit_code([Some(&a), None]), 0);
+    }
+
+    #[test]
+    fn pod_phase_transitions() {
+        use PodPhase::*;
+        let now = Instant::now();
+        let later = now + Duration::from_secs(10);
+        let stopping = Stopping {
+            kill_at: Some(later),
+        };
+        // (from, event, to)
+        let table: [(PodPhase, &str, PodPhase); 14] = [
+            (InitApps, "regular started", Regular),
+            (InitApps, "init failed", InitFailed),
+            (InitApps, "stop", stopping),
+            (Regular, "stop", stopping),
+            (InitFailed, "stop", stopping),
+            (InitApps, "killed", Stopping { kill_at: None }),
+            (Regular, "killed", Stopping { kill_at: None }),
+            (stopping, "killed", Stopping { kill_at: None }),
+            // A second stop request keeps the first deadline, and a killed pod stays so.
+            (
+                Stopping { kill_at: Some(now) },
+                "stop",
+                Stopping { kill_at: Some(now) },
+            ),
+            (
+                Stopping { kill_at: None },
+                "stop",
+                Stopping { kill_at: None },
+            ),
+            // An init app exiting while the pod stops does not un-stop it.
+            (stopping, "init failed", stopping),
+            (stopping, "regular started", stopping),
+            (Regular, "init failed", Regular),
+            (InitFailed, "regular started", InitFailed),
+        ];
+        for (from, event, want) in table {
+            let got = match event {
+                "regular started" => from.regular_started(),
+                "init failed" => from.init_failed(),
+                "stop" => from.stop(later),
+                "killed" => from.killed(),
+                _ => unreachable!(),
+            };
+            assert_eq!(got, want, "{from:?} + {event}");
+        }
+    }
+
+    #[test]
+    fn pod_phase_decides_what_happens() {
+        use PodPhase::*;
+        let at = Instant::now();
+        // (phase, stopping, ends when idle, kill at)
+        let table = [
+            (InitApps, false, false, None),
+            (Regular, false, true, None),
+            (InitFailed, false, true, None),
+            (Stopping { kill_at: Some(at) }, true, true, Some(at)),
+            (Stopping { kill_at: None }, true, true, None),
+        ];
+        for (phase, stopping, ends, kill_at) in table {
+            assert_eq!(phase.is_stopping(), stopping, "{phase:?}");
+            assert_eq!(phase.ends_when_idle(), ends, "{phase:?}");
+            assert_eq!(phase.kill_at(), kill_at, "{phase:?}");
+        }
     }
 
     #[test]
@@ -993,15 +1090,5 @@ mod tests {
             reset_secs: 1,
         };
         assert_eq!(backoff_delay(&odd, s(9), Duration::ZERO), (s(5), s(5)));
-    }
-
-    #[test]
-    fn write_atomic_replaces() {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("status");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1);
     }
 }

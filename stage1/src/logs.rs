@@ -206,16 +206,20 @@ mod tests {
 
     #[test]
     fn appends_and_rotates_within_the_cap() {
+        // An app's log rotates into the name the pod directory's contract gives.
+        use manifests::poddir::{APP_LOG_FILE, APP_LOG_ROTATED_FILE};
         let t = tempfile::tempdir().unwrap();
-        let path = t.path().join("log");
+        let path = t.path().join(APP_LOG_FILE);
+        let rotated = t.path().join(APP_LOG_ROTATED_FILE);
         let mut log = LogFile::open(&path, 10).unwrap();
+        assert_eq!(log.rotated_path(), rotated);
         log.append(b"0123456").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"0123456");
         log.append(b"789abcdefghij").unwrap();
-        assert_eq!(fs::read(t.path().join("log.1")).unwrap(), b"0123456789");
+        assert_eq!(fs::read(&rotated).unwrap(), b"0123456789");
         assert_eq!(fs::read(&path).unwrap(), b"abcdefghij");
         log.append(b"k").unwrap();
-        assert_eq!(fs::read(t.path().join("log.1")).unwrap(), b"abcdefghij");
+        assert_eq!(fs::read(&rotated).unwrap(), b"abcdefghij");
         assert_eq!(fs::read(&path).unwrap(), b"k");
     }
 

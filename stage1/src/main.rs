@@ -7,9 +7,13 @@
 mod cgroups;
 mod devices;
 mod enter;
+mod exitcode;
+mod handshake;
 mod init;
 mod launch;
 mod logs;
+mod mountapi;
+mod podfiles;
 mod probe;
 mod pty;
 mod reaper;
@@ -28,16 +32,15 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use manifests::runtime::{Flavor, RuntimeConfig, RuntimeError};
+use manifests::poddir::{self, LOCK_FD_ENV};
+use manifests::runtime::{Flavor, RuntimeConfig};
 use rustix::io::{Errno, FdFlags};
-use rustix::process::{kill_process, Pid, Signal, WaitOptions, WaitStatus};
+use rustix::process::{kill_process, Pid, Signal, WaitOptions};
 
+use crate::exitcode::{exit_code_of, EXIT_STAGE1_FAILED};
 use crate::init::{Options, SignalWatch, STOP_SIGNALS};
+use crate::podfiles::load_config;
 
-/// The environment variable naming the descriptor that holds the pod directory's lock.
-pub const LOCK_FD_ENV: &str = "RKT_LOCK_FD";
-/// Exit status of stage1's own failures.
-const EXIT_STAGE1_FAILED: u8 = 254;
 /// How long `gc` waits for a cgroup's processes to die.
 const GC_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the terminal relay may lag behind the pod's end.
@@ -47,24 +50,6 @@ const USAGE: &str = "usage:
   stage1 run --pod-dir DIR
   stage1 enter --pod-dir DIR --app NAME [--] [CMD [ARG...]]
   stage1 gc --pod-dir DIR";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: RuntimeError },
-}
-
-/// Read the pod's `runtime.json`.
-pub fn load_config(pod_dir: &Path) -> Result<RuntimeConfig, ConfigError> {
-    let path = pod_dir.join("runtime.json");
-    let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    RuntimeConfig::from_slice(&bytes).map_err(|source| ConfigError::Parse { path, source })
-}
 
 /// Command-line arguments of every subcommand.
 #[derive(Debug, Default)]
@@ -223,23 +208,6 @@ fn set_cloexec(fd: &OwnedFd, on: bool) -> io::Result<()> {
     rustix::io::fcntl_setfd(fd, flags).map_err(io::Error::from)
 }
 
-fn exit_code_of(status: WaitStatus) -> i32 {
-    match (status.exit_status(), status.terminating_signal()) {
-        (Some(code), _) => code,
-        (None, Some(sig)) => 128 + sig,
-        (None, None) => i32::from(EXIT_STAGE1_FAILED),
-    }
-}
-
-fn stop_signal(raw: i32) -> Option<Signal> {
-    match raw {
-        signal_hook::consts::SIGTERM => Some(Signal::TERM),
-        signal_hook::consts::SIGINT => Some(Signal::INT),
-        signal_hook::consts::SIGHUP => Some(Signal::HUP),
-        _ => None,
-    }
-}
-
 fn watch_signals(interactive: bool) -> io::Result<SignalWatch> {
     let mut signals = STOP_SIGNALS.to_vec();
     signals.push(signal_hook::consts::SIGCHLD);
@@ -268,10 +236,10 @@ fn cmd_run(pod_dir: &Path) -> anyhow::Result<i32> {
 
 /// The relay for an interactive pod's single app, logging to the app's log.
 fn start_relay(pod_dir: &Path, cfg: &RuntimeConfig, master: OwnedFd) -> anyhow::Result<pty::Relay> {
-    let app_dir = pod_dir.join("apps").join(&cfg.apps[0].name);
+    let app_dir = poddir::app_dir(pod_dir, &cfg.apps[0].name);
     std::fs::create_dir_all(&app_dir)
         .with_context(|| format!("cannot create {}", app_dir.display()))?;
-    let log = logs::LogFile::open(&app_dir.join("log"), cfg.log_max_bytes)?;
+    let log = logs::LogFile::open(&app_dir.join(poddir::APP_LOG_FILE), cfg.log_max_bytes)?;
     let relay = pty::Relay::new(master, Some(log));
     relay.resize();
     Ok(relay)
@@ -286,60 +254,14 @@ fn run_default(
 ) -> anyhow::Result<i32> {
     // The lock stays open here and, without close-on-exec, in init.
     set_cloexec(&lock, false).context("cannot pass the pod lock on")?;
-    // From the host's /dev/ptmx, before the mount namespace changes.
-    let pty = if cfg.interactive {
-        Some(pty::open()?)
-    } else {
-        None
-    };
-    // Before the PID namespace changes: the helper is found in our /proc.
-    let userns = cfg
-        .user_namespace
-        .as_ref()
-        .map(userns::create)
-        .transpose()
-        .context("cannot create the pod's user namespace")?;
-    enter_pod_namespaces(cfg.private_network && cfg.netns.is_none())?;
-    if let Some(netns) = &cfg.netns {
-        join_netns(netns)?;
-    }
+    let (pty, userns) = enter_pod(cfg)?;
     let exe = seal_own_binary().context("cannot bind stage1's binary read-only in the pod")?;
-    let (mut sync, sync_child) = UnixStream::pair().context("cannot create a socket pair")?;
-    let sync_child = OwnedFd::from(sync_child);
-    set_cloexec(&sync_child, false).context("cannot pass a socket to init")?;
-    let mut cmd = Command::new(exe);
-    // As before the binary was sealed; the pod does not learn the host's path of it.
-    std::os::unix::process::CommandExt::arg0(&mut cmd, "/proc/self/exe");
-    cmd.arg("init")
-        .arg("--pod-dir")
-        .arg(pod_dir)
-        .arg("--sync-fd")
-        .arg(sync_child.as_raw_fd().to_string());
     let (master, slave) = match pty {
         Some(p) => (Some(p.master), Some(p.slave)),
         None => (None, None),
     };
-    if let Some(slave) = &slave {
-        set_cloexec(slave, false).context("cannot pass the pty to init")?;
-        cmd.arg("--pty-fd").arg(slave.as_raw_fd().to_string());
-    }
-    if let Some(ns) = &userns {
-        set_cloexec(ns, false).context("cannot pass the user namespace to init")?;
-        cmd.arg("--userns-fd").arg(ns.as_raw_fd().to_string());
-    }
-    let child = cmd.spawn().context("cannot start the pod's init")?;
-    let init_pid = Pid::from_child(&child);
-    // Reaped below by waitpid, never through `child`.
-    drop(child);
-    drop(sync_child);
-    drop(slave);
-    drop(userns);
-    let pid_file = pod_dir.join("pid");
-    init::write_atomic(
-        &pid_file,
-        format!("{}\n", init_pid.as_raw_nonzero()).as_bytes(),
-    )
-    .with_context(|| format!("cannot write {}", pid_file.display()))?;
+    let (sync, init_pid) = spawn_init(&exe, pod_dir, slave, userns)?;
+    write_pid_file(pod_dir, init_pid.as_raw_nonzero())?;
 
     let mut relay = match master.map(|m| start_relay(pod_dir, cfg, m)).transpose() {
         Ok(r) => r,
@@ -353,20 +275,100 @@ fn run_default(
         Some(_) => pty::RawTerminal::enable(rustix::stdio::stdin())?,
         None => None,
     };
+    let code = wait_for_init(init_pid, sync, relay.as_mut(), watch)?;
+    if let Some(r) = &mut relay {
+        r.drain(Instant::now() + RELAY_DRAIN);
+    }
+    drop(lock);
+    Ok(code)
+}
 
+/// Moves `run` into the pod, in the order the steps need: an interactive pod's pty
+/// from the host's `/dev/ptmx` (before the mount namespace changes), the user
+/// namespace (before the PID namespace changes: its helper is found in our `/proc`),
+/// the pod's own namespaces, and the network namespace to join. Returns the pty and
+/// the user namespace, for init.
+fn enter_pod(cfg: &RuntimeConfig) -> anyhow::Result<(Option<pty::Pty>, Option<OwnedFd>)> {
+    let pty = if cfg.interactive {
+        Some(pty::open()?)
+    } else {
+        None
+    };
+    let userns = cfg
+        .user_namespace
+        .as_ref()
+        .map(userns::create)
+        .transpose()
+        .context("cannot create the pod's user namespace")?;
+    enter_pod_namespaces(cfg.private_network && cfg.netns.is_none())?;
+    if let Some(netns) = &cfg.netns {
+        join_netns(netns)?;
+    }
+    Ok((pty, userns))
+}
+
+/// Starts `exe init`, the pod's PID 1 (the first process in the new PID namespace),
+/// handing it the pty's app side and the user namespace; returns our end of the
+/// handshake socket ([`handshake`]) and init's PID. Init is reaped by `waitpid`, never
+/// through a `Child`.
+fn spawn_init(
+    exe: &Path,
+    pod_dir: &Path,
+    pty_slave: Option<OwnedFd>,
+    userns: Option<OwnedFd>,
+) -> anyhow::Result<(UnixStream, Pid)> {
+    let (sync, sync_child) = UnixStream::pair().context("cannot create a socket pair")?;
+    let sync_child = OwnedFd::from(sync_child);
+    set_cloexec(&sync_child, false).context("cannot pass a socket to init")?;
+    let mut cmd = Command::new(exe);
+    // As before the binary was sealed; the pod does not learn the host's path of it.
+    std::os::unix::process::CommandExt::arg0(&mut cmd, "/proc/self/exe");
+    cmd.arg("init")
+        .arg("--pod-dir")
+        .arg(pod_dir)
+        .arg("--sync-fd")
+        .arg(sync_child.as_raw_fd().to_string());
+    if let Some(slave) = &pty_slave {
+        set_cloexec(slave, false).context("cannot pass the pty to init")?;
+        cmd.arg("--pty-fd").arg(slave.as_raw_fd().to_string());
+    }
+    if let Some(ns) = &userns {
+        set_cloexec(ns, false).context("cannot pass the user namespace to init")?;
+        cmd.arg("--userns-fd").arg(ns.as_raw_fd().to_string());
+    }
+    let child = cmd.spawn().context("cannot start the pod's init")?;
+    // Our copies of what init got (sync_child, pty_slave, userns) close here.
+    Ok((sync, Pid::from_child(&child)))
+}
+
+/// Writes the pod's `pid` file: the host PID of its pid 1.
+fn write_pid_file(pod_dir: &Path, pid: impl std::fmt::Display) -> anyhow::Result<()> {
+    let pid_file = pod_dir.join(poddir::PID_FILE);
+    podfiles::write(&pid_file, format!("{pid}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", pid_file.display()))
+}
+
+/// Waits for the pod's init to exit and returns its exit code, meanwhile forwarding
+/// the stop signals `run` gets to init (once init said it handles them) and serving an
+/// interactive pod's terminal relay (`^]^]^]` kills init).
+fn wait_for_init(
+    init_pid: Pid,
+    mut sync: UnixStream,
+    mut relay: Option<&mut pty::Relay>,
+    watch: &mut SignalWatch,
+) -> anyhow::Result<i32> {
     sync.set_nonblocking(true)
         .context("cannot set up the init socket")?;
-    let mut init_ready = false;
-    let mut pending: Vec<Signal> = Vec::new();
-    let code = loop {
+    let mut forward = handshake::Forwarder::default();
+    loop {
         match rustix::process::waitpid(Some(init_pid), WaitOptions::NOHANG) {
-            Ok(Some((_, status))) => break exit_code_of(status),
+            Ok(Some((_, status))) => return Ok(exit_code_of(status)),
             Ok(None) => {}
             Err(Errno::INTR) => continue,
             Err(e) => return Err(io::Error::from(e)).context("cannot wait for the pod's init"),
         }
         let mut extra = Vec::new();
-        if !init_ready {
+        if !forward.init_ready() {
             extra.push(sync.as_fd());
         }
         let relay_at = extra.len();
@@ -377,12 +379,16 @@ fn run_default(
             .wait(None, &extra)
             .context("cannot wait for signals")?;
         drop(extra);
-        if !init_ready && ready.first() == Some(&true) {
+        if !forward.init_ready() && ready.first() == Some(&true) {
             let mut b = [0u8; 1];
-            match sync.read(&mut b) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // A byte: init handles signals now. End of file: init is gone.
-                _ => init_ready = true,
+            let received = match sync.read(&mut b) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                Ok(n) if n > 0 => forward.received(Some(&b[..n])),
+                // End of file (or a broken socket): init is gone.
+                _ => forward.received(None),
+            };
+            if let Err(e) = received {
+                eprintln!("stage1: {e}; forwarding signals to it anyway");
             }
         }
         if let Some(r) = &mut relay {
@@ -394,20 +400,12 @@ fn run_default(
                 r.resize();
             }
         }
-        pending.extend(signals.into_iter().filter_map(stop_signal));
-        if init_ready {
-            for sig in pending.drain(..) {
-                // A PID namespace's init only gets signals it handles; it handles
-                // these once it has said it is ready.
-                let _ = kill_process(init_pid, sig);
-            }
+        for sig in forward.signals(signals) {
+            // A PID namespace's init only gets signals it handles; it handles these
+            // once it has said it is ready.
+            let _ = kill_process(init_pid, sig);
         }
-    };
-    if let Some(r) = &mut relay {
-        r.drain(Instant::now() + RELAY_DRAIN);
     }
-    drop(lock);
-    Ok(code)
 }
 
 /// New PID, mount, UTS and IPC namespaces for the pod (and a network namespace of its
@@ -450,7 +448,7 @@ fn seal_own_binary() -> anyhow::Result<PathBuf> {
             exe.display()
         );
     }
-    rootfs::attach_copy(
+    mountapi::attach_copy(
         (rustix::fs::CWD, &exe),
         false,
         MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NOSUID,
@@ -511,9 +509,7 @@ fn run_fly(
     }
     // We hold the lock for the pod's whole life; the app must not get it.
     set_cloexec(&lock, true).context("cannot keep the pod lock from the app")?;
-    let pid_file = pod_dir.join("pid");
-    init::write_atomic(&pid_file, format!("{}\n", std::process::id()).as_bytes())
-        .with_context(|| format!("cannot write {}", pid_file.display()))?;
+    write_pid_file(pod_dir, std::process::id())?;
     let (relay, pty_slave) = if cfg.interactive {
         let p = pty::open()?;
         (Some(start_relay(pod_dir, cfg, p.master)?), Some(p.slave))
@@ -625,7 +621,7 @@ fn cmd_enter(args: &Args) -> anyhow::Result<i32> {
 }
 
 fn cmd_gc(pod_dir: &Path) -> anyhow::Result<i32> {
-    let dirs = cgroups::read_list(&pod_dir.join("cgroups"))?;
+    let dirs = cgroups::read_list(&pod_dir.join(poddir::CGROUPS_FILE))?;
     cgroups::remove(&dirs, GC_TIMEOUT).context("cannot release the pod's cgroups")?;
     Ok(0)
 }

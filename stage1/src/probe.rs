@@ -34,9 +34,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
+use manifests::poddir::{self, ProbeReport, ProbeResult};
 use manifests::runtime::{Probe, ProbeAction, RuntimeApp};
 use rustix::process::{kill_process_group, Pid, Signal, WaitStatus};
-use serde::Serialize;
+
+use crate::podfiles;
 
 /// How long a network probe's thread may run past the probe's timeout before the run
 /// counts as timed out without it.
@@ -47,10 +49,6 @@ const PID_FILE_RETRY: Duration = Duration::from_millis(50);
 const MAX_OUTPUT: usize = 1024;
 /// The most of an HTTP response read while looking for its status line.
 const MAX_STATUS_LINE: usize = 8 * 1024;
-/// Name of the per-app readiness file.
-pub const READY_FILE: &str = "ready";
-/// Name of the per-app probe results file.
-pub const PROBE_FILE: &str = "probe";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeKind {
@@ -110,23 +108,6 @@ impl Tracker {
             None
         }
     }
-}
-
-/// One probe run's result, as `apps/<app>/probe` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProbeResult {
-    pub ok: bool,
-    pub message: String,
-    /// RFC 3339.
-    pub at: String,
-}
-
-#[derive(Debug, Serialize)]
-struct ProbeFile<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    liveness: Option<&'a ProbeResult>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    readiness: Option<&'a ProbeResult>,
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -290,8 +271,8 @@ struct AppProbes {
     /// Init apps have neither probes nor a `ready` file.
     init: bool,
     has_readiness: bool,
-    liveness: Option<ProbeResult>,
-    readiness: Option<ProbeResult>,
+    /// The last results, as `apps/<app>/probe` shows them.
+    report: ProbeReport,
 }
 
 #[derive(Debug)]
@@ -313,10 +294,6 @@ pub struct Prober {
     notify: UnixStream,
     seq: u64,
     liveness_failures: Vec<(usize, String)>,
-}
-
-fn rfc3339_now() -> String {
-    crate::init::rfc3339(SystemTime::now())
 }
 
 impl Prober {
@@ -353,11 +330,10 @@ impl Prober {
                 .iter()
                 .map(|a| AppProbes {
                     name: a.name.clone(),
-                    dir: pod_dir.join("apps").join(&a.name),
+                    dir: poddir::app_dir(pod_dir, &a.name),
                     init: a.init,
                     has_readiness: !a.init && a.readiness_probe.is_some(),
-                    liveness: None,
-                    readiness: None,
+                    report: ProbeReport::default(),
                 })
                 .collect(),
             slots,
@@ -452,7 +428,7 @@ impl Prober {
                 continue;
             }
             let exec = matches!(slot.probe.action, ProbeAction::Exec { .. });
-            if exec && !self.pod_dir.join("pid").exists() {
+            if exec && !self.pod_dir.join(poddir::PID_FILE).exists() {
                 // `enter` finds the pod through it; `stage1 run` writes it right after
                 // starting the pod's pid 1, so it may lag behind the first apps.
                 self.slots[i].next_at = now + PID_FILE_RETRY;
@@ -491,7 +467,7 @@ impl Prober {
             .arg(&self.apps[slot.app].name)
             .arg("--")
             .args(command)
-            .env_remove(crate::LOCK_FD_ENV)
+            .env_remove(poddir::LOCK_FD_ENV)
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr))
@@ -555,7 +531,7 @@ impl Prober {
         else {
             return Ok(false);
         };
-        let code = crate::exit_code_of(status);
+        let code = crate::exitcode::exit_code_of(status);
         let text = read_output(&mut output);
         let (ok, message) = if timed_out {
             let secs = self.slots[i].timeout().as_secs();
@@ -626,22 +602,14 @@ impl Prober {
         let result = ProbeResult {
             ok,
             message: message.clone(),
-            at: rfc3339_now(),
+            at: poddir::format_time(SystemTime::now()),
         };
         match kind {
-            ProbeKind::Liveness => a.liveness = Some(result),
-            ProbeKind::Readiness => a.readiness = Some(result),
+            ProbeKind::Liveness => a.report.liveness = Some(result),
+            ProbeKind::Readiness => a.report.readiness = Some(result),
         }
-        let path = a.dir.join(PROBE_FILE);
-        let json = serde_json::to_vec(&ProbeFile {
-            liveness: a.liveness.as_ref(),
-            readiness: a.readiness.as_ref(),
-        })
-        .map_err(|e| ProbeError::Write {
-            path: path.clone(),
-            source: io::Error::other(e),
-        })?;
-        crate::init::write_atomic(&path, &json)
+        let path = a.dir.join(poddir::APP_PROBE_FILE);
+        podfiles::write_json(&path, &a.report)
             .map_err(|source| ProbeError::Write { path, source })?;
         match (kind, change) {
             (ProbeKind::Readiness, Some(true)) => write_ready(&a.dir)?,
@@ -675,17 +643,13 @@ fn read_output(output: &mut File) -> String {
 }
 
 fn write_ready(dir: &Path) -> Result<(), ProbeError> {
-    let path = dir.join(READY_FILE);
-    crate::init::write_atomic(&path, b"").map_err(|source| ProbeError::Write { path, source })
+    let path = dir.join(poddir::APP_READY_FILE);
+    podfiles::write(&path, b"").map_err(|source| ProbeError::Write { path, source })
 }
 
 fn remove_ready(dir: &Path) -> Result<(), ProbeError> {
-    let path = dir.join(READY_FILE);
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(ProbeError::Remove { path, source }),
-    }
+    let path = dir.join(poddir::APP_READY_FILE);
+    podfiles::remove(&path).map_err(|source| ProbeError::Remove { path, source })
 }
 
 #[cfg(test)]

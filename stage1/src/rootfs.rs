@@ -18,12 +18,15 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use manifests::poddir;
 use manifests::runtime::{
     Dns, Flavor, HostsEntry, RuntimeApp, RuntimeConfig, UserNamespace, Volume,
 };
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+
+use crate::mountapi::{attach_copy, mount_setattr};
 
 /// `statfs.f_type` of overlayfs.
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
@@ -146,11 +149,11 @@ pub struct AppDirs {
 
 impl AppDirs {
     pub fn new(pod_dir: &Path, app: &str) -> Self {
-        let dir = pod_dir.join("apps").join(app);
+        let dir = poddir::app_dir(pod_dir, app);
         AppDirs {
-            rootfs: dir.join("rootfs"),
-            upper: dir.join("upper"),
-            work: dir.join("work"),
+            rootfs: dir.join(poddir::APP_ROOTFS_DIR),
+            upper: dir.join(poddir::APP_UPPER_DIR),
+            work: dir.join(poddir::APP_WORK_DIR),
             dir,
         }
     }
@@ -458,84 +461,6 @@ fn expect_kind(fd: &OwnedFd, path: &str, dir: bool) -> Result<(), RootfsError> {
             expected: if dir { "a directory" } else { "a file" },
         })
     }
-}
-
-/// `struct mount_attr` of `mount_setattr(2)` (rustix has no `mount_setattr`).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-/// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], ...)`: sets `set` (and, with
-/// `userns`, the id mapping) on the mount `fd` is on, and with `recursive` on every
-/// mount below it too.
-pub(crate) fn mount_setattr(
-    fd: BorrowedFd<'_>,
-    recursive: bool,
-    set: rustix::mount::MountAttrFlags,
-    userns: Option<BorrowedFd<'_>>,
-) -> Result<(), Errno> {
-    let attr = MountAttr {
-        attr_set: u64::from(set.bits()),
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.map_or(0, |ns| ns.as_raw_fd() as u64),
-    };
-    let mut flags = libc::AT_EMPTY_PATH;
-    if recursive {
-        flags |= libc::AT_RECURSIVE;
-    }
-    #[allow(unsafe_code)]
-    // SAFETY: mount_setattr reads `size_of::<MountAttr>()` bytes from `attr`, a
-    // properly laid out (`repr(C)`, the kernel's MOUNT_ATTR_SIZE_VER0) value that
-    // outlives the call, and a NUL-terminated empty path; the descriptors are open for
-    // the whole call (borrowed). Nothing is written to our memory.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::IO));
-    }
-    Ok(())
-}
-
-/// Attaches a detached copy of the mount at `source` (resolved from `source_dir`; an
-/// empty path is the handle itself) at `target` (likewise), with `attrs` set on the
-/// copy — and, with `recursive`, on every submount it brings along — before anything
-/// can see it: no window in which it is writable or can be swapped.
-pub(crate) fn attach_copy(
-    (source_dir, source): (BorrowedFd<'_>, &Path),
-    recursive: bool,
-    attrs: rustix::mount::MountAttrFlags,
-    (target_dir, target): (BorrowedFd<'_>, &Path),
-) -> Result<(), Errno> {
-    use rustix::mount::{MoveMountFlags as M, OpenTreeFlags as F};
-    let mut flags = F::OPEN_TREE_CLONE | F::OPEN_TREE_CLOEXEC;
-    if recursive {
-        flags |= F::AT_RECURSIVE;
-    }
-    if source.as_os_str().is_empty() {
-        flags |= F::AT_EMPTY_PATH;
-    }
-    let tree = rustix::mount::open_tree(source_dir, source, flags)?;
-    if !attrs.is_empty() {
-        mount_setattr(tree.as_fd(), recursive, attrs, None)?;
-    }
-    let mut to = M::MOVE_MOUNT_F_EMPTY_PATH;
-    if target.as_os_str().is_empty() {
-        to |= M::MOVE_MOUNT_T_EMPTY_PATH;
-    }
-    rustix::mount::move_mount(&tree, "", target_dir, target, to)
 }
 
 fn mount_err(what: impl Into<String>, path: &str) -> impl FnOnce(Errno) -> RootfsError + '_ {
@@ -980,7 +905,7 @@ pub fn ensure_empty_volume(
     gid: u32,
 ) -> Result<PathBuf, RootfsError> {
     let mode = parse_mode(name, mode)?;
-    let parent = pod_dir.join("volumes");
+    let parent = pod_dir.join(poddir::VOLUMES_DIR);
     create_dir(&parent)?;
     let dir = parent.join(name);
     if create_dir(&dir)? {
@@ -1125,21 +1050,10 @@ pub fn render_resolv_conf(dns: &Dns) -> Result<String, RootfsError> {
     Ok(out)
 }
 
+/// Writes one of the pod's files bound into the apps: readable by every app's user,
+/// whatever stage1's umask.
 fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), RootfsError> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp.{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let write = || -> io::Result<()> {
-        fs::write(&tmp, contents)?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|source| {
-        let _ = fs::remove_file(&tmp);
+    poddir::fs::write_atomic(path, contents, poddir::fs::Perm::Exact(0o644)).map_err(|source| {
         RootfsError::WriteFile {
             path: path.to_path_buf(),
             source,
@@ -1163,8 +1077,8 @@ pub fn ensure_pod_files(
     host_resolv_conf: &Path,
 ) -> Result<PodFiles, RootfsError> {
     let files = PodFiles {
-        hosts: pod_dir.join("hosts"),
-        resolv_conf: pod_dir.join("resolv.conf"),
+        hosts: pod_dir.join(poddir::HOSTS_FILE),
+        resolv_conf: pod_dir.join(poddir::RESOLV_CONF_FILE),
     };
     if !files.hosts.exists() {
         // The fly flavor shares the host's UTS namespace, so its name is the host's.
@@ -1798,11 +1712,6 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn mount_attr_is_the_kernels_first_version() {
-        assert_eq!(std::mem::size_of::<MountAttr>(), 32, "MOUNT_ATTR_SIZE_VER0");
     }
 
     #[test]

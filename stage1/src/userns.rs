@@ -24,6 +24,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use manifests::poddir::LOCK_FD_ENV;
 use manifests::runtime::UserNamespace;
 use rustix::io::Errno;
 
@@ -75,7 +76,7 @@ pub fn child_main() -> io::Result<()> {
 pub fn create(u: &UserNamespace) -> Result<OwnedFd, UsernsError> {
     let mut child = Command::new("/proc/self/exe")
         .arg("userns-child")
-        .env_remove(crate::LOCK_FD_ENV)
+        .env_remove(LOCK_FD_ENV)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -146,7 +147,7 @@ pub fn idmapped_tree(path: &Path, ns: BorrowedFd<'_>) -> Result<OwnedFd, UsernsE
 
 /// `MOUNT_ATTR_IDMAP` on the detached mount `tree`.
 fn set_idmap(tree: BorrowedFd<'_>, ns: BorrowedFd<'_>) -> Result<(), Errno> {
-    crate::rootfs::mount_setattr(
+    crate::mountapi::mount_setattr(
         tree,
         false,
         rustix::mount::MountAttrFlags::MOUNT_ATTR_IDMAP,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use manifests::poddir;
 use stage0::pod::dir::PodInfo;
 use stage0::pod::launch;
 
@@ -427,22 +428,22 @@ pub fn logs(cli: &Cli, args: &LogsArgs) -> Result<ExitCode> {
     let pod = pods.resolve(&args.uuid)?;
     let info = pods.info(&pod)?;
     let app = pick_app(&info, args.app.as_deref())?;
-    let dir = pod.dir.join("apps").join(&app);
+    let dir = poddir::app_dir(&pod.dir, &app);
     let mut out = std::io::stdout().lock();
-    copy_file(&dir.join("log.1"), &mut out, 0)?;
-    let mut offset = copy_file(&dir.join("log"), &mut out, 0)?;
+    copy_file(&dir.join(poddir::APP_LOG_ROTATED_FILE), &mut out, 0)?;
+    let mut offset = copy_file(&dir.join(poddir::APP_LOG_FILE), &mut out, 0)?;
     if args.follow {
         // Tail until the pod has exited, then print what is left.
         loop {
             let done = !pods.info(&pods.resolve(&pod.uuid)?)?.state.is_running();
-            let dir = pods.resolve(&pod.uuid)?.dir.join("apps").join(&app);
-            let len = std::fs::metadata(dir.join("log"))
+            let dir = poddir::app_dir(&pods.resolve(&pod.uuid)?.dir, &app);
+            let len = std::fs::metadata(dir.join(poddir::APP_LOG_FILE))
                 .map(|m| m.len())
                 .unwrap_or(0);
             if len < offset {
                 offset = 0; // rotated
             }
-            offset = copy_file(&dir.join("log"), &mut out, offset)?;
+            offset = copy_file(&dir.join(poddir::APP_LOG_FILE), &mut out, offset)?;
             if done {
                 break;
             }

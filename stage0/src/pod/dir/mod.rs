@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
@@ -39,28 +39,22 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use manifests::pod::{PodManifest, PodManifestError};
-use manifests::runtime::{AppStatus, RuntimeConfig, RuntimeError, UserNamespace, RUNTIME_VERSION};
+use manifests::poddir::fs::Perm;
+use manifests::poddir::AppStatus;
+use manifests::runtime::{RuntimeConfig, RuntimeError, UserNamespace, RUNTIME_VERSION};
 use serde::{Serialize, Serializer};
 
 pub use gc::{GcFailure, GcReport};
 use lock::DirLock;
 
-/// The pod manifest (appc JSON), written by stage0.
-pub const MANIFEST_FILE: &str = "pod";
-/// The resolved runtime configuration stage1 reads.
-pub const RUNTIME_FILE: &str = "runtime.json";
-/// Host PID of the pod's pid 1, written by stage1.
-pub const PID_FILE: &str = "pid";
-/// Written by stage1 once every app has started.
-pub const READY_FILE: &str = "ready";
-/// Per-app directories.
-pub const APPS_DIR: &str = "apps";
-/// Per-app exit status (JSON [`AppStatus`]) under `apps/<app>/`.
-pub const APP_STATUS_FILE: &str = "status";
+/// The pod directory's files shared with stage1: one definition, in
+/// `manifests::poddir` (the contract of `docs/stage1.md`).
+pub use manifests::poddir::{
+    APPS_DIR, APP_PID_FILE, APP_STATUS_FILE, LOCK_FD_ENV, MANIFEST_FILE, PID_FILE, READY_FILE,
+    RUNTIME_FILE,
+};
 /// Written by stage0 when gc marks an exited pod: its mtime is the mark time.
 pub const GC_MARK_FILE: &str = "gc-marked";
-/// The environment variable naming stage1's inherited lock descriptor.
-pub const LOCK_FD_ENV: &str = "RKT_LOCK_FD";
 
 /// Permissions of pod directories: manifests may carry secrets in environments.
 const POD_DIR_MODE: u32 = 0o750;
@@ -1213,29 +1207,16 @@ fn rename_locked(dir: &mut DirLock, uuid: &str, to: &Path) -> Result<(), PodErro
     Ok(())
 }
 
-/// Write `dir/name` by temp file + rename.
+/// Write `dir/name` by temp file + rename (`manifests::poddir::fs::write_atomic`).
 fn write_atomic(uuid: &str, dir: &Path, name: &str, bytes: &[u8]) -> Result<(), PodError> {
     let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(POD_FILE_MODE)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        drop(f);
-        fs::rename(&tmp, &path)
-    };
-    write().map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        PodError::Write {
+    manifests::poddir::fs::write_atomic(&path, bytes, Perm::Umask(POD_FILE_MODE)).map_err(
+        |source| PodError::Write {
             uuid: uuid.to_string(),
             path,
             source,
-        }
-    })
+        },
+    )
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {
@@ -1383,7 +1364,7 @@ fn read_info(pod: Pod, network: &dyn PodNetworks) -> PodInfo {
             };
             let state = app_state(
                 pod.state,
-                mtime(&app_dir.join(PID_FILE)),
+                mtime(&app_dir.join(APP_PID_FILE)),
                 status.as_ref().and(mtime(&status_path)),
             );
             AppInfo {

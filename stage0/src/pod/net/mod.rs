@@ -34,12 +34,13 @@ pub mod result;
 mod tests;
 
 use std::fmt;
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use manifests::pod::{ExposedPort, PodManifest};
+use manifests::poddir::fs::Perm;
 use manifests::runtime::{Dns as RuntimeDns, Flavor, HostsEntry, RuntimeConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -51,10 +52,10 @@ pub use config::{NetworkConfig, NetworkSet, DEFAULT_NETWORK, DEFAULT_RESTRICTED_
 pub use plugin::{CniCommand, CniPath, PluginError};
 pub use result::CniResult;
 
-/// The pod's network namespace, bind-mounted (in the pod directory).
-pub const NETNS_FILE: &str = "netns";
-/// Saved attachments, one file per network (in the pod directory).
-pub const NET_DIR: &str = "net";
+/// The pod's network namespace, bind-mounted (in the pod directory), and the saved
+/// attachments, one file per network: defined with the rest of the pod directory's
+/// contract, in `manifests::poddir`.
+pub use manifests::poddir::{NETNS_FILE, NET_DIR};
 /// The capability `--port` is handed to plugins as.
 pub const PORT_MAPPINGS: &str = "portMappings";
 
@@ -593,24 +594,7 @@ fn write_record(path: &Path, record: &NetRecord) -> Result<(), NetError> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NetError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(POD_FILE_MODE)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        drop(f);
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|source| {
-        let _ = fs::remove_file(&tmp);
+    manifests::poddir::fs::write_atomic(path, bytes, Perm::Umask(POD_FILE_MODE)).map_err(|source| {
         NetError::WritePodFile {
             path: path.to_path_buf(),
             source,
