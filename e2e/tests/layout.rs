@@ -17,13 +17,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// stage1's import cycles on the day this check landed, each as the set of modules in one
-/// strongly connected component. They are being removed; once they are gone this list
-/// must be emptied (the check fails on an entry that no longer matches, so it cannot go
-/// stale), and no new entry may be added.
-const STAGE1_CYCLES_ALLOWED_FOR_NOW: &[&[&str]] =
-    &[&["cgroups", "init", "probe"], &["rootfs", "userns"]];
-
 /// Crates whose module graphs are checked, with the depth at which modules are nodes.
 const CRATES: &[(&str, usize)] = &[
     ("manifests", 1),
@@ -649,7 +642,6 @@ fn roots(src: &Path) -> Vec<PathBuf> {
 fn no_import_cycles_between_modules() {
     let ws = workspace();
     let mut failures = Vec::new();
-    let mut stage1_found: Vec<Vec<String>> = Vec::new();
     for (krate, depth) in CRATES {
         let src = ws.join(krate).join("src");
         let roots = roots(&src);
@@ -669,28 +661,8 @@ fn no_import_cycles_between_modules() {
                     root.strip_prefix(&ws).unwrap_or(&root).display(),
                     describe(&g, &comp)
                 );
-                if *krate == "stage1" {
-                    stage1_found.push(comp.clone());
-                    if STAGE1_CYCLES_ALLOWED_FOR_NOW
-                        .iter()
-                        .any(|a| a.iter().copied().eq(comp.iter().map(String::as_str)))
-                    {
-                        eprintln!("allowed for now (STAGE1_CYCLES_ALLOWED_FOR_NOW): {name}");
-                        continue;
-                    }
-                }
                 failures.push(format!("import cycle in {name} (component: {comp:?})"));
             }
-        }
-    }
-    for allowed in STAGE1_CYCLES_ALLOWED_FOR_NOW {
-        if !stage1_found
-            .iter()
-            .any(|c| allowed.iter().copied().eq(c.iter().map(String::as_str)))
-        {
-            failures.push(format!(
-                "STAGE1_CYCLES_ALLOWED_FOR_NOW lists {allowed:?}, which is no longer a cycle: remove it"
-            ));
         }
     }
     assert!(failures.is_empty(), "\n{}\n", failures.join("\n"));
