@@ -1,6 +1,6 @@
 //! The reconciler's decisions: a pure function from what the manifests ask for, what
 //! the pod directories show and the bookkeeping of earlier passes to a list of
-//! [`Action`]s. No I/O, no clock: `now` is a parameter, so every transition is
+//! [`Plan`]. No I/O, no clock: `now` is a parameter, so every transition is
 //! table-tested (`plan/tests.rs`).
 //!
 //! Level-triggered: every call looks at the whole desired set and the whole observed
@@ -71,6 +71,8 @@ pub struct Observed {
     pub pods: Vec<ObservedPod>,
     /// Bookkeeping of earlier passes, per pod key.
     pub history: BTreeMap<PodKey, History>,
+    /// Keys with work in flight: nothing is planned for them.
+    pub busy: BTreeSet<PodKey>,
 }
 
 /// One pod directory that belongs to a manifest.
@@ -156,15 +158,15 @@ impl History {
         self.retry_at.filter(|t| *t > now)
     }
 
-    /// Record a bookkeeping action of [`plan`] (work actions change nothing here; their
-    /// outcome is recorded by [`Self::started`] and [`Self::failed`]).
-    pub fn record(&mut self, action: &Action) {
-        match action {
-            Action::Adopt { uuid, .. } => {
+    /// Record a bookkeeping action of [`plan`] (work is recorded by its outcome:
+    /// [`Self::started`] and [`Self::failed`]).
+    pub fn record(&mut self, record: &Record) {
+        match record {
+            Record::Adopt { uuid, .. } => {
                 self.uuid = Some(uuid.clone());
                 self.finished = None;
             }
-            Action::BackOff {
+            Record::BackOff {
                 failed,
                 failures,
                 until,
@@ -174,19 +176,14 @@ impl History {
                 self.failures = *failures;
                 self.retry_at = Some(*until);
             }
-            Action::ResetBackOff { .. } => {
+            Record::ResetBackOff { .. } => {
                 self.failures = 0;
                 self.retry_at = None;
             }
-            Action::Finish { succeeded, .. } => {
+            Record::Finish { succeeded, .. } => {
                 self.finished = Some(*succeeded);
                 self.retry_at = None;
             }
-            Action::Create { .. }
-            | Action::Replace { .. }
-            | Action::Remove { .. }
-            | Action::Stop { .. }
-            | Action::Wait { .. } => {}
         }
     }
 
@@ -220,11 +217,9 @@ pub enum RemoveReason {
     Leftover,
 }
 
-/// One thing to do. Work actions (`Create`, `Replace`, `Remove`, `Stop`) touch pods;
-/// bookkeeping actions (`Adopt`, `BackOff`, `ResetBackOff`, `Finish`, `Wait`) only
-/// update the key's [`History`] and status.
+/// Work: an action that touches pods, executed by a worker (`act`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum Work {
     /// Prepare and start a pod for the key. `restart`: it replaces a pod that exited or
     /// disappeared (counts as a restart).
     Create { key: PodKey, restart: bool },
@@ -247,6 +242,23 @@ pub enum Action {
         uuid: String,
         reason: String,
     },
+}
+
+impl Work {
+    pub fn key(&self) -> &PodKey {
+        match self {
+            Work::Create { key, .. }
+            | Work::Replace { key, .. }
+            | Work::Remove { key, .. }
+            | Work::Stop { key, .. } => key,
+        }
+    }
+}
+
+/// Bookkeeping: a change of the key's [`History`] (and so of its status) that touches
+/// no pod, recorded by the loop as it plans ([`History::record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
     /// Record `uuid` as the key's pod (a running pod found on disk, e.g. after a restart
     /// of the reconciler).
     Adopt { key: PodKey, uuid: String },
@@ -261,34 +273,53 @@ pub enum Action {
     ResetBackOff { key: PodKey },
     /// The pod finished and its restart policy does not restart it.
     Finish { key: PodKey, succeeded: bool },
-    /// Nothing to do for the key before `until`.
+}
+
+impl Record {
+    pub fn key(&self) -> &PodKey {
+        match self {
+            Record::Adopt { key, .. }
+            | Record::BackOff { key, .. }
+            | Record::ResetBackOff { key }
+            | Record::Finish { key, .. } => key,
+        }
+    }
+}
+
+/// One decision of the plan, in the order it was made: work, bookkeeping, or nothing
+/// to do for the key before `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Work(Work),
+    Record(Record),
     Wait { key: PodKey, until: SystemTime },
 }
 
-impl Action {
+impl Step {
     pub fn key(&self) -> &PodKey {
         match self {
-            Action::Create { key, .. }
-            | Action::Replace { key, .. }
-            | Action::Remove { key, .. }
-            | Action::Stop { key, .. }
-            | Action::Adopt { key, .. }
-            | Action::BackOff { key, .. }
-            | Action::ResetBackOff { key }
-            | Action::Finish { key, .. }
-            | Action::Wait { key, .. } => key,
+            Step::Work(w) => w.key(),
+            Step::Record(r) => r.key(),
+            Step::Wait { key, .. } => key,
         }
     }
+}
 
-    /// Whether the action changes pods (runs in a worker) rather than only records.
-    pub fn is_work(&self) -> bool {
-        matches!(
-            self,
-            Action::Create { .. }
-                | Action::Replace { .. }
-                | Action::Remove { .. }
-                | Action::Stop { .. }
-        )
+/// What [`plan`] decided.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Work for the workers, for each key in the order it is to be executed.
+    pub work: Vec<Work>,
+    /// Bookkeeping to record now.
+    pub records: Vec<Record>,
+    /// Keys with nothing to do before a time (a back-off): when to look again.
+    pub waits: BTreeMap<PodKey, SystemTime>,
+}
+
+impl Plan {
+    /// The earliest time a key waits for.
+    pub fn wake_at(&self) -> Option<SystemTime> {
+        self.waits.values().min().copied()
     }
 }
 
@@ -306,13 +337,39 @@ fn newest_first(pods: &mut [&ObservedPod]) {
     pods.sort_by(|a, b| (b.created_at, &b.uuid).cmp(&(a.created_at, &a.uuid)));
 }
 
-/// Decide what to do. Actions for one key come in the order they are to be executed.
+/// Decide what to do. Keys in `observed.busy` (work in flight) are left out: their
+/// pods are changing under the worker.
 pub fn plan(
     desired: &Desired,
     observed: &Observed,
     backoff: &BackoffPolicy,
     now: SystemTime,
-) -> Vec<Action> {
+) -> Plan {
+    let mut plan = Plan::default();
+    for step in decide(desired, observed, backoff, now) {
+        if observed.busy.contains(step.key()) {
+            continue;
+        }
+        match step {
+            Step::Work(w) => plan.work.push(w),
+            Step::Record(r) => plan.records.push(r),
+            Step::Wait { key, until } => {
+                let t = plan.waits.entry(key).or_insert(until);
+                *t = (*t).min(until);
+            }
+        }
+    }
+    plan
+}
+
+/// The decisions for every key, in order. Steps for one key come in the order they
+/// are to be executed.
+pub fn decide(
+    desired: &Desired,
+    observed: &Observed,
+    backoff: &BackoffPolicy,
+    now: SystemTime,
+) -> Vec<Step> {
     let mut by_key: BTreeMap<&PodKey, Vec<&ObservedPod>> = BTreeMap::new();
     for pod in &observed.pods {
         by_key.entry(&pod.key).or_default().push(pod);
@@ -334,24 +391,18 @@ pub fn plan(
         let mut pods = pods;
         newest_first(&mut pods);
         for p in pods.iter().filter(|p| !p.is_busy()) {
-            actions.push(Action::Remove {
+            actions.push(Step::Work(Work::Remove {
                 key: key.clone(),
                 uuid: p.uuid.clone(),
                 reason: RemoveReason::NotDesired,
-            });
+            }));
         }
     }
     actions
 }
 
 /// Remove every pod of `key` but those in `keep` (and busy ones).
-fn remove_all(
-    key: &PodKey,
-    pods: &[&ObservedPod],
-    hash: &str,
-    keep: &[&str],
-    out: &mut Vec<Action>,
-) {
+fn remove_all(key: &PodKey, pods: &[&ObservedPod], hash: &str, keep: &[&str], out: &mut Vec<Step>) {
     for p in pods {
         if p.is_busy() || keep.contains(&p.uuid.as_str()) {
             continue;
@@ -361,11 +412,11 @@ fn remove_all(
         } else {
             RemoveReason::Leftover
         };
-        out.push(Action::Remove {
+        out.push(Step::Work(Work::Remove {
             key: key.clone(),
             uuid: p.uuid.clone(),
             reason,
-        });
+        }));
     }
 }
 
@@ -376,7 +427,7 @@ fn plan_wanted(
     observed: &Observed,
     backoff: &BackoffPolicy,
     now: SystemTime,
-    out: &mut Vec<Action>,
+    out: &mut Vec<Step>,
 ) {
     let hash = wanted.pod.spec_hash.as_str();
     let h = history_for(observed, key, hash);
@@ -386,22 +437,22 @@ fn plan_wanted(
     // 1. A pod of the current spec runs: keep it, drop the rest.
     if let Some(run) = pods.iter().filter(current).find(|p| p.is_running()) {
         if h.uuid.as_deref() != Some(run.uuid.as_str()) {
-            out.push(Action::Adopt {
+            out.push(Step::Record(Record::Adopt {
                 key: key.clone(),
                 uuid: run.uuid.clone(),
-            });
+            }));
         }
         remove_all(key, &pods, hash, &[&run.uuid], out);
         if let Some(problem) = &run.problem {
-            out.push(Action::Stop {
+            out.push(Step::Work(Work::Stop {
                 key: key.clone(),
                 uuid: run.uuid.clone(),
                 reason: problem.clone(),
-            });
+            }));
         } else if h.failures > 0 {
             let since = run.started_at.or(run.created_at);
             if since.is_some_and(|t| now.duration_since(t).unwrap_or_default() >= backoff.reset) {
-                out.push(Action::ResetBackOff { key: key.clone() });
+                out.push(Step::Record(Record::ResetBackOff { key: key.clone() }));
             }
         }
         return;
@@ -412,17 +463,17 @@ fn plan_wanted(
     if let Some(old) = pods.iter().find(|p| p.is_running()) {
         remove_all(key, &pods, hash, &[&old.uuid], out);
         if let Some(until) = h.backing_off(now) {
-            out.push(Action::Wait {
+            out.push(Step::Wait {
                 key: key.clone(),
                 until,
             });
             return;
         }
-        out.push(Action::Replace {
+        out.push(Step::Work(Work::Replace {
             key: key.clone(),
             old: old.uuid.clone(),
             strategy: wanted.pod.replace,
-        });
+        }));
         return;
     }
 
@@ -464,10 +515,10 @@ fn plan_wanted(
         if !restart {
             let keep: Vec<&str> = dead.iter().map(|d| d.uuid.as_str()).collect();
             remove_all(key, &pods, hash, &keep, out);
-            out.push(Action::Finish {
+            out.push(Step::Record(Record::Finish {
                 key: key.clone(),
                 succeeded,
-            });
+            }));
             return;
         }
         let ran_long =
@@ -476,13 +527,13 @@ fn plan_wanted(
         let until = now + backoff.delay(failures);
         let keep: Vec<&str> = dead.iter().map(|d| d.uuid.as_str()).collect();
         remove_all(key, &pods, hash, &keep, out);
-        out.push(Action::BackOff {
+        out.push(Step::Record(Record::BackOff {
             key: key.clone(),
             failed: uuid,
             failures,
             until,
-        });
-        out.push(Action::Wait {
+        }));
+        out.push(Step::Wait {
             key: key.clone(),
             until,
         });
@@ -493,7 +544,7 @@ fn plan_wanted(
         // Keep the dead pod (logs) while backing off; drop anything else.
         let keep: Vec<&str> = dead.iter().map(|d| d.uuid.as_str()).collect();
         remove_all(key, &pods, hash, &keep, out);
-        out.push(Action::Wait {
+        out.push(Step::Wait {
             key: key.clone(),
             until,
         });
@@ -501,10 +552,10 @@ fn plan_wanted(
     }
     // Due: clear every leftover (dead pods, a prepared pod a crash left), then create.
     remove_all(key, &pods, hash, &[], out);
-    out.push(Action::Create {
+    out.push(Step::Work(Work::Create {
         key: key.clone(),
         restart: h.failed_uuid.is_some(),
-    });
+    }));
 }
 
 #[cfg(test)]

@@ -67,11 +67,12 @@ fn derive(
     previous: &[PodStatus],
     now: SystemTime,
 ) -> Vec<PodStatus> {
+    let busy: BTreeSet<PodKey> = busy.iter().map(|n| key(n)).collect();
     let observed = Observed {
+        busy: busy.clone(),
         pods: seen.iter().map(|s| s.pod.clone()).collect(),
         history: history.into_iter().map(|(n, h)| (key(n), h)).collect(),
     };
-    let busy: BTreeSet<PodKey> = busy.iter().map(|n| key(n)).collect();
     derive_pods(&Inputs {
         view: v,
         seen,
