@@ -741,12 +741,12 @@ impl<X: Execute, C: Clock, E: Events> Loop<X, C, E> {
                 tracing::debug!(file = %file, error = %e, "manifest error");
             }
         }
-        if act {
-            let observed = Observed {
-                pods: seen.iter().map(|s| s.pod.clone()).collect(),
-                history: self.memory.history.clone(),
-                busy: self.queue.busy.clone(),
-            };
+        let observed = Observed {
+            pods: seen,
+            history: self.memory.history.clone(),
+            busy: self.queue.busy.clone(),
+        };
+        let phases = if act {
             let plan = plan(&view.desired, &observed, &self.opts.backoff, now);
             self.wake_at = plan.wake_at();
             for record in &plan.records {
@@ -766,23 +766,22 @@ impl<X: Execute, C: Clock, E: Events> Loop<X, C, E> {
                     actions,
                 });
             }
-        }
+            plan.phases
+        } else {
+            super::plan::phases(&view.desired, &observed, now)
+        };
+        let seen = observed.pods;
         let busy = &self.queue.busy;
         self.memory.history.retain(|k, _| {
             view.desired.pods.contains_key(k)
                 || seen.iter().any(|s| &s.pod.key == k)
                 || busy.contains(k)
         });
-        let observed = Observed {
-            pods: seen.iter().map(|s| s.pod.clone()).collect(),
-            history: self.memory.history.clone(),
-            busy: self.queue.busy.clone(),
-        };
         let pods = derive_pods(&Inputs {
             view: &view,
             seen: &seen,
-            observed: &observed,
-            busy: &self.queue.busy,
+            phases: &phases,
+            history: &self.memory.history,
             previous: &self.memory.previous,
             now,
         });

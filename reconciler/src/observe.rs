@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::k8s::{self, DesiredPod, ManifestError, PodKey};
+pub use super::plan::SeenPod;
 use super::plan::{Desired, ObservedPod, Wanted};
 use super::{ANNOTATION_KEY, ANNOTATION_SOURCE, ANNOTATION_SPEC_HASH};
 use stage0::pod::dir::{PodError, PodInfo, Pods, APPS_DIR};
@@ -294,27 +295,6 @@ pub fn build_desired(scan: &DirScan, last_good: &mut LastGood) -> DesiredView {
         }
     }
     view
-}
-
-/// A pod directory that belongs to a manifest, with what the status shows about it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeenPod {
-    pub pod: ObservedPod,
-    /// Running, stage1 started every app, and every app with a readiness probe is
-    /// ready (`apps/<app>/ready`).
-    pub ready: bool,
-    /// Running, and stage1 has started every app once (its `ready` file): until then
-    /// the pod is still starting (networks attached, init apps running).
-    pub started: bool,
-    /// Whether any app has a readiness probe.
-    pub has_readiness: bool,
-    /// In-place restarts of its apps by stage1.
-    pub app_restarts: u32,
-    /// Exited pods: the apps' exits, e.g. `web=0 side=137`.
-    pub exits: String,
-    /// Running pods: apps stage1 is about to restart in place after their back-off
-    /// (`apps/<app>/waiting`), with the time of the restart when known.
-    pub waiting: Vec<(String, Option<String>)>,
 }
 
 /// The identity a pod directory records: `(key, source file, spec hash)`.

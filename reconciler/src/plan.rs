@@ -1,7 +1,8 @@
 //! The reconciler's decisions: a pure function from what the manifests ask for, what
-//! the pod directories show and the bookkeeping of earlier passes to a list of
-//! [`Plan`]. No I/O, no clock: `now` is a parameter, so every transition is
-//! table-tested (`plan/tests.rs`).
+//! the pod directories show and the bookkeeping of earlier passes to a [`Plan`]: the
+//! work to do ([`Work`]), the bookkeeping to record ([`Record`]) and each key's phase
+//! ([`KeyStatus`], which the status only formats). No I/O, no clock: `now` is a
+//! parameter, so every transition is table-tested (`plan/tests.rs`).
 //!
 //! Level-triggered: every call looks at the whole desired set and the whole observed
 //! set. A pod is removed because it is not desired, never because "a delete event
@@ -64,11 +65,67 @@ pub struct Wanted {
     pub stale: bool,
 }
 
+/// A pod directory that belongs to a manifest, with what the status shows about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenPod {
+    pub pod: ObservedPod,
+    /// Running, stage1 started every app, and every app with a readiness probe is
+    /// ready (`apps/<app>/ready`).
+    pub ready: bool,
+    /// Running, and stage1 has started every app once (its `ready` file): until then
+    /// the pod is still starting (networks attached, init apps running).
+    pub started: bool,
+    /// Whether any app has a readiness probe.
+    pub has_readiness: bool,
+    /// In-place restarts of its apps by stage1.
+    pub app_restarts: u32,
+    /// Exited pods: the apps' exits, e.g. `web=0 side=137`.
+    pub exits: String,
+    /// Running pods: apps stage1 is about to restart in place after their back-off
+    /// (`apps/<app>/waiting`), with the time of the restart when known.
+    pub waiting: Vec<(String, Option<String>)>,
+}
+
+/// The phase of a manifest pod (Kubernetes' names, plus `Invalid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Wanted, not running yet (being created, or creating it failed: see the error).
+    Pending,
+    Running,
+    /// Finished with success; the restart policy does not restart it.
+    Succeeded,
+    /// Finished with a failure; the restart policy does not restart it.
+    Failed,
+    /// Exited or disappeared; restarted after the back-off.
+    CrashLoopBackOff,
+    /// Its manifest file is invalid and nothing of it runs.
+    Invalid,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::CrashLoopBackOff => "CrashLoopBackOff",
+            Phase::Invalid => "Invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the pod directories and the reconciler's own records show.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     /// Pods that carry a `rkt.io/pod-key` annotation (other pods are not ours).
-    pub pods: Vec<ObservedPod>,
+    pub pods: Vec<SeenPod>,
     /// Bookkeeping of earlier passes, per pod key.
     pub history: BTreeMap<PodKey, History>,
     /// Keys with work in flight: nothing is planned for them.
@@ -305,6 +362,24 @@ impl Step {
     }
 }
 
+/// The message of a pod whose directory is in `run/` but whose apps stage1 has not
+/// all started yet.
+pub const STARTING: &str = "starting the pod";
+
+/// What the status shows of one key: its phase, why, and the pod it is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyStatus {
+    pub phase: Phase,
+    /// More about the phase for people ("back-off 20s", "replacing ...").
+    pub message: Option<String>,
+    /// The pod: the running one, else the last one started for the key.
+    pub uuid: Option<String>,
+    /// Pods recreated plus in-place app restarts of the running pod.
+    pub restarts: u32,
+    /// Running and ready (every app started; readiness probes passing).
+    pub ready: bool,
+}
+
 /// What [`plan`] decided.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
@@ -314,6 +389,9 @@ pub struct Plan {
     pub records: Vec<Record>,
     /// Keys with nothing to do before a time (a back-off): when to look again.
     pub waits: BTreeMap<PodKey, SystemTime>,
+    /// Each key's status once the records are recorded and the work is handed out:
+    /// the desired keys, and keys kept from invalid files ([`phases`]).
+    pub phases: BTreeMap<PodKey, KeyStatus>,
 }
 
 impl Plan {
@@ -359,7 +437,162 @@ pub fn plan(
             }
         }
     }
+    // The status is the one the loop leaves behind: bookkeeping recorded, work in
+    // flight.
+    let mut after = Observed {
+        pods: observed.pods.clone(),
+        history: observed.history.clone(),
+        busy: observed.busy.clone(),
+    };
+    for r in &plan.records {
+        let key = r.key();
+        let hash = desired.pods.get(key).map(|w| w.pod.spec_hash.as_str());
+        let h = after
+            .history
+            .entry(key.clone())
+            .or_insert_with(|| History::new(hash.unwrap_or_default()));
+        if let Some(hash) = hash {
+            if h.spec_hash != hash {
+                *h = History::new(hash);
+            }
+        }
+        h.record(r);
+    }
+    after.busy.extend(plan.work.iter().map(|w| w.key().clone()));
+    plan.phases = phases(desired, &after, now);
     plan
+}
+
+fn newest<'a>(pods: impl Iterator<Item = &'a SeenPod>) -> Option<&'a SeenPod> {
+    pods.max_by(|a, b| (a.pod.created_at, &a.pod.uuid).cmp(&(b.pod.created_at, &b.pod.uuid)))
+}
+
+/// The status of every manifest pod as `observed` stands (a pass that acts takes
+/// [`Plan::phases`], which come from here after its own records and work): the
+/// desired keys, and the keys whose pods are kept from invalid files.
+pub fn phases(
+    desired: &Desired,
+    observed: &Observed,
+    now: SystemTime,
+) -> BTreeMap<PodKey, KeyStatus> {
+    let mut out = BTreeMap::new();
+    for (key, wanted) in &desired.pods {
+        let hash = wanted.pod.spec_hash.as_str();
+        let h = history_for(observed, key, hash);
+        let busy = observed.busy.contains(key);
+        let mine: Vec<&SeenPod> = observed.pods.iter().filter(|s| &s.pod.key == key).collect();
+        let running_current = newest(
+            mine.iter()
+                .copied()
+                .filter(|s| s.pod.state.is_running() && s.pod.spec_hash == hash),
+        );
+        let running_any = newest(mine.iter().copied().filter(|s| s.pod.state.is_running()));
+        let dead = newest(
+            mine.iter()
+                .copied()
+                .filter(|s| !s.pod.state.is_running() && s.pod.spec_hash == hash),
+        );
+        let mut st = KeyStatus {
+            phase: Phase::Pending,
+            message: None,
+            uuid: h.uuid.clone(),
+            restarts: h.restarts,
+            ready: false,
+        };
+        if let Some(run) = running_current {
+            st.phase = Phase::Running;
+            st.uuid = Some(run.pod.uuid.clone());
+            st.ready = run.ready;
+            st.restarts = h.restarts.saturating_add(run.app_restarts);
+            if !run.waiting.is_empty() {
+                // stage1 restarts an app in place after its back-off.
+                st.phase = Phase::CrashLoopBackOff;
+                let apps: Vec<String> = run
+                    .waiting
+                    .iter()
+                    .map(|(app, until)| match until {
+                        Some(t) => format!("{app} (restarting at {t})"),
+                        None => app.clone(),
+                    })
+                    .collect();
+                st.message = Some(format!("back-off: stage1 restarts {}", apps.join(", ")));
+            } else if wanted.stale {
+                st.message =
+                    Some("the manifest is invalid; the last good version keeps running".into());
+            } else if !run.started {
+                // Its directory is in run/ from the moment its networks are being
+                // attached; it runs once stage1 has started its apps.
+                st.phase = Phase::Pending;
+                st.message = Some(STARTING.into());
+            }
+        } else if let Some(old) = running_any {
+            st.phase = Phase::Running;
+            st.uuid = Some(old.pod.uuid.clone());
+            st.ready = old.ready;
+            st.message = Some(match h.backing_off(now) {
+                Some(t) => format!(
+                    "the spec changed; replacing failed, next attempt at {}",
+                    super::time::format(t)
+                ),
+                None => "the spec changed; replacing the pod".to_string(),
+            });
+        } else if let Some(succeeded) = h.finished {
+            st.phase = if succeeded {
+                Phase::Succeeded
+            } else {
+                Phase::Failed
+            };
+            st.message = dead.map(|d| format!("exits: {}", d.exits));
+        } else if wanted.stale && !busy {
+            st.phase = Phase::Invalid;
+        } else if let (Some(t), Some(_)) = (h.backing_off(now), &h.failed_uuid) {
+            st.phase = Phase::CrashLoopBackOff;
+            let mut msg = format!(
+                "back-off: restarting at {} (failure {})",
+                super::time::format(t),
+                h.failures
+            );
+            if let Some(d) = dead {
+                msg.push_str(&format!("; exits: {}", d.exits));
+            }
+            st.message = Some(msg);
+        } else if busy {
+            st.message = Some("creating the pod".into());
+        } else if let Some(t) = h.backing_off(now) {
+            st.message = Some(format!("retrying at {}", super::time::format(t)));
+        }
+        out.insert(key.clone(), st);
+    }
+    // Pods kept from invalid files without a last good version.
+    let mut held: BTreeMap<&PodKey, Vec<&SeenPod>> = BTreeMap::new();
+    for s in &observed.pods {
+        if !desired.pods.contains_key(&s.pod.key) && desired.invalid_files.contains(&s.pod.source) {
+            held.entry(&s.pod.key).or_default().push(s);
+        }
+    }
+    for (key, pods) in held {
+        let Some(pod) = newest(pods.iter().copied().filter(|s| s.pod.state.is_running()))
+            .or_else(|| newest(pods.iter().copied()))
+        else {
+            continue;
+        };
+        let running = pod.pod.state.is_running();
+        out.insert(
+            key.clone(),
+            KeyStatus {
+                phase: if running {
+                    Phase::Running
+                } else {
+                    Phase::Invalid
+                },
+                message: Some("the manifest is invalid; the pod is kept as it is".into()),
+                uuid: Some(pod.pod.uuid.clone()),
+                restarts: pod.app_restarts,
+                ready: pod.ready,
+            },
+        );
+    }
+    out
 }
 
 /// The decisions for every key, in order. Steps for one key come in the order they
@@ -371,8 +604,8 @@ pub fn decide(
     now: SystemTime,
 ) -> Vec<Step> {
     let mut by_key: BTreeMap<&PodKey, Vec<&ObservedPod>> = BTreeMap::new();
-    for pod in &observed.pods {
-        by_key.entry(&pod.key).or_default().push(pod);
+    for seen in &observed.pods {
+        by_key.entry(&seen.pod.key).or_default().push(&seen.pod);
     }
     let mut actions = Vec::new();
     for (key, wanted) in &desired.pods {

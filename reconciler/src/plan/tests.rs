@@ -51,6 +51,19 @@ fn pod(name: &str, uuid: &str, hash: &str, state: PodState, created: u64) -> Obs
     }
 }
 
+/// An observed pod as the loop sees it (running pods ready).
+fn seen(pod: ObservedPod) -> SeenPod {
+    SeenPod {
+        ready: pod.state.is_running(),
+        started: pod.state.is_running(),
+        has_readiness: false,
+        app_restarts: 0,
+        exits: String::new(),
+        waiting: Vec::new(),
+        pod,
+    }
+}
+
 fn ok(mut p: ObservedPod) -> ObservedPod {
     p.succeeded = true;
     p
@@ -95,7 +108,7 @@ fn run(case: &Case) -> Vec<Step> {
     };
     let observed = Observed {
         busy: BTreeSet::new(),
-        pods: case.pods.clone(),
+        pods: case.pods.iter().cloned().map(seen).collect(),
         history: case
             .history
             .iter()
@@ -631,7 +644,10 @@ fn plan_splits_work_from_bookkeeping_and_leaves_busy_keys_alone() {
             pod("crash", "u-crash", "h", Exited, 0),
             pod("adopt", "u-adopt", "h", Running, 0),
             pod("busy", "u-busy", "h", Exited, 0),
-        ],
+        ]
+        .into_iter()
+        .map(seen)
+        .collect(),
         history: [
             (
                 "web",
@@ -660,33 +676,67 @@ fn plan_splits_work_from_bookkeeping_and_leaves_busy_keys_alone() {
         "the busy key has steps: {steps:?}"
     );
     let until = t(NOW + 10);
+    let p = plan(&desired, &observed, &backoff, t(NOW));
     assert_eq!(
-        plan(&desired, &observed, &backoff, t(NOW)),
-        Plan {
-            work: vec![Work::Replace {
-                key: key("web"),
-                old: "u-web".into(),
-                strategy: ReplaceStrategy::StopFirst,
-            }],
-            records: vec![
-                Record::Adopt {
-                    key: key("adopt"),
-                    uuid: "u-adopt".into(),
-                },
-                Record::BackOff {
-                    key: key("crash"),
-                    failed: "u-crash".into(),
-                    failures: 1,
-                    until,
-                },
-            ],
-            waits: [(key("crash"), until)].into(),
-        }
+        p.work,
+        vec![Work::Replace {
+            key: key("web"),
+            old: "u-web".into(),
+            strategy: ReplaceStrategy::StopFirst,
+        }]
     );
     assert_eq!(
-        plan(&desired, &observed, &backoff, t(NOW)).wake_at(),
-        Some(until)
+        p.records,
+        vec![
+            Record::Adopt {
+                key: key("adopt"),
+                uuid: "u-adopt".into(),
+            },
+            Record::BackOff {
+                key: key("crash"),
+                failed: "u-crash".into(),
+                failures: 1,
+                until,
+            },
+        ]
     );
+    assert_eq!(p.waits, [(key("crash"), until)].into());
+    assert_eq!(p.wake_at(), Some(until));
+    // The phases are those the plan leaves behind: its back-off recorded, its work
+    // in flight.
+    let phase = |n: &str| {
+        let st = &p.phases[&key(n)];
+        (st.phase, st.uuid.as_deref(), st.message.as_deref())
+    };
+    assert_eq!(
+        phase("web"),
+        (
+            Phase::Running,
+            Some("u-web"),
+            Some("the spec changed; replacing the pod")
+        )
+    );
+    assert_eq!(phase("adopt"), (Phase::Running, Some("u-adopt"), None));
+    let crash = format!(
+        "back-off: restarting at {} (failure 1); exits: ",
+        crate::time::format(until)
+    );
+    assert_eq!(
+        phase("crash"),
+        (
+            Phase::CrashLoopBackOff,
+            Some("u-crash"),
+            Some(crash.as_str())
+        )
+    );
+    assert_eq!(
+        phase("busy"),
+        (Phase::Pending, None, Some("creating the pod"))
+    );
+    // Without the plan's records and work, the same pods read differently.
+    let before = phases(&desired, &observed, t(NOW));
+    assert_eq!(before[&key("crash")].phase, Phase::Pending);
+    assert_eq!(before[&key("crash")].message, None);
 }
 
 #[test]
