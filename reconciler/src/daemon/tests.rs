@@ -97,6 +97,8 @@ struct FakeExec {
     /// Created pods are `started` (stage1 started their apps) this long after they
     /// were created.
     start_delay: Duration,
+    /// Removals fail.
+    fail_removes: bool,
     state: Arc<Mutex<ExecState>>,
 }
 
@@ -107,6 +109,7 @@ impl FakeExec {
             job_time: Duration::ZERO,
             failing: Arc::new(Mutex::new((Failing::No, 0))),
             start_delay: Duration::ZERO,
+            fail_removes: false,
             state: Arc::default(),
         }
     }
@@ -197,6 +200,13 @@ impl Execute for FakeExec {
                 }
                 Work::Remove { key, uuid, .. } => {
                     st.calls.push((now, format!("remove {} {uuid}", key.name)));
+                    if self.fail_removes {
+                        out.push(Outcome::RemoveFailed {
+                            uuid: uuid.clone(),
+                            error: PodError::NoApps.into(),
+                        });
+                        continue;
+                    }
                     st.pods.retain(|s| &s.pod.uuid != uuid);
                     out.push(Outcome::Removed { uuid: uuid.clone() });
                 }
@@ -694,4 +704,29 @@ fn the_state_outlives_the_loop_and_a_removed_manifest_removes_its_pod() {
         .pods
         .is_empty());
     assert!(status::read_state(&s.data).unwrap().history.is_empty());
+}
+
+#[test]
+fn a_failed_removal_is_remembered_and_tried_again_after_each_pass() {
+    let mut s = setup(&["web"]);
+    run(&s, vec![(secs(1), Event::Signal(SIGTERM))]);
+    std::fs::remove_file(s.pods.join("web.yaml")).unwrap();
+    s.exec.fail_removes = true;
+    s.clock.set(secs(10));
+    run(&s, vec![(ms(10_900), Event::Signal(SIGTERM))]);
+    let removes: Vec<(Duration, String)> = s.exec.calls().into_iter().skip(1).collect();
+    assert_eq!(
+        removes,
+        [10_000, 10_200, 10_400, 10_600, 10_800]
+            .into_iter()
+            .map(|t| at(ms(t), "remove web u1"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(s.exec.running(), vec!["web".to_string()]);
+    let state = status::read_state(&s.data).unwrap();
+    let err = state.history["default/web"].last_error.clone().unwrap();
+    assert_eq!(
+        err.message,
+        "cannot remove pod u1: a pod needs at least one app"
+    );
 }
