@@ -481,12 +481,7 @@ pub fn phases(
         let h = history_for(observed, key, hash);
         let busy = observed.busy.contains(key);
         let mine: Vec<&SeenPod> = observed.pods.iter().filter(|s| &s.pod.key == key).collect();
-        let running_current = newest(
-            mine.iter()
-                .copied()
-                .filter(|s| s.pod.state.is_running() && s.pod.spec_hash == hash),
-        );
-        let running_any = newest(mine.iter().copied().filter(|s| s.pod.state.is_running()));
+        let standing = standing(&mine, hash);
         let dead = newest(
             mine.iter()
                 .copied()
@@ -499,7 +494,7 @@ pub fn phases(
             restarts: h.restarts,
             ready: false,
         };
-        if let Some(run) = running_current {
+        if let Standing::Runs(run) = standing {
             st.phase = Phase::Running;
             st.uuid = Some(run.pod.uuid.clone());
             st.ready = run.ready;
@@ -525,7 +520,7 @@ pub fn phases(
                 st.phase = Phase::Pending;
                 st.message = Some(STARTING.into());
             }
-        } else if let Some(old) = running_any {
+        } else if let Standing::RunsOld(old) = standing {
             st.phase = Phase::Running;
             st.uuid = Some(old.pod.uuid.clone());
             st.ready = old.ready;
@@ -603,17 +598,18 @@ pub fn decide(
     backoff: &BackoffPolicy,
     now: SystemTime,
 ) -> Vec<Step> {
-    let mut by_key: BTreeMap<&PodKey, Vec<&ObservedPod>> = BTreeMap::new();
+    let mut by_key: BTreeMap<&PodKey, Vec<&SeenPod>> = BTreeMap::new();
     for seen in &observed.pods {
-        by_key.entry(&seen.pod.key).or_default().push(&seen.pod);
+        by_key.entry(&seen.pod.key).or_default().push(seen);
     }
     let mut actions = Vec::new();
     for (key, wanted) in &desired.pods {
-        let pods = by_key.remove(key).unwrap_or_default();
-        plan_wanted(key, wanted, pods, observed, backoff, now, &mut actions);
+        let seen = by_key.remove(key).unwrap_or_default();
+        plan_wanted(key, wanted, &seen, observed, backoff, now, &mut actions);
     }
     // Keys no manifest asks for.
-    for (key, pods) in by_key {
+    for (key, seen) in by_key {
+        let pods: Vec<&ObservedPod> = seen.iter().map(|s| &s.pod).collect();
         let held = pods
             .iter()
             .any(|p| desired.invalid_files.contains(&p.source));
@@ -653,10 +649,33 @@ fn remove_all(key: &PodKey, pods: &[&ObservedPod], hash: &str, keep: &[&str], ou
     }
 }
 
+/// Where a desired key stands: the classification both the plan's decisions
+/// ([`decide`]) and the status's phases ([`phases`]) start from.
+enum Standing<'a> {
+    /// A pod of the current spec runs (the newest such).
+    Runs(&'a SeenPod),
+    /// Only pods of older specs run (the newest of them).
+    RunsOld(&'a SeenPod),
+    /// No pod of the key runs.
+    Down,
+}
+
+/// Where the key whose pods are `seen` stands, for spec `hash`.
+fn standing<'a>(seen: &[&'a SeenPod], hash: &str) -> Standing<'a> {
+    let running = || seen.iter().copied().filter(|s| s.pod.is_running());
+    if let Some(run) = newest(running().filter(|s| s.pod.spec_hash == hash)) {
+        Standing::Runs(run)
+    } else if let Some(old) = newest(running()) {
+        Standing::RunsOld(old)
+    } else {
+        Standing::Down
+    }
+}
+
 fn plan_wanted(
     key: &PodKey,
     wanted: &Wanted,
-    mut pods: Vec<&ObservedPod>,
+    seen: &[&SeenPod],
     observed: &Observed,
     backoff: &BackoffPolicy,
     now: SystemTime,
@@ -664,11 +683,14 @@ fn plan_wanted(
 ) {
     let hash = wanted.pod.spec_hash.as_str();
     let h = history_for(observed, key, hash);
+    let mut pods: Vec<&ObservedPod> = seen.iter().map(|s| &s.pod).collect();
     newest_first(&mut pods);
     let current = |p: &&&ObservedPod| p.spec_hash == hash;
+    let standing = standing(seen, hash);
 
     // 1. A pod of the current spec runs: keep it, drop the rest.
-    if let Some(run) = pods.iter().filter(current).find(|p| p.is_running()) {
+    if let Standing::Runs(run) = standing {
+        let run = &run.pod;
         if h.uuid.as_deref() != Some(run.uuid.as_str()) {
             out.push(Step::Record(Record::Adopt {
                 key: key.clone(),
@@ -693,7 +715,8 @@ fn plan_wanted(
 
     // 2. A pod of an older spec runs: replace it (after any back-off of failed
     //    attempts of the new spec).
-    if let Some(old) = pods.iter().find(|p| p.is_running()) {
+    if let Standing::RunsOld(old) = standing {
+        let old = &old.pod;
         remove_all(key, &pods, hash, &[&old.uuid], out);
         if let Some(until) = h.backing_off(now) {
             out.push(Step::Wait {
