@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::k8s::{DesiredPod, ManifestError, PodKey, ReplaceStrategy};
-use super::mapping::{self, error_at, MapContext};
-use super::plan::Action;
+use super::mapping::{self, error_at, MapContext, MapError};
+use super::observe::{self, SeenPod};
+use super::plan::Work;
 use stage0::image::fetch::Progress;
 use stage0::image::store::Store;
 use stage0::image::trust::Keystore;
@@ -35,11 +36,111 @@ const PID_WAIT: Duration = Duration::from_secs(10);
 pub struct Job {
     pub key: PodKey,
     pub pod: Option<DesiredPod>,
-    pub actions: Vec<Action>,
+    pub actions: Vec<Work>,
+}
+
+/// Why an action failed. The error policy (`daemon`) asks [`ActError::is_permanent`]:
+/// a permanent error cannot go away before the manifest (or its image) changes, a
+/// retryable one may (a network failure, a key added to the trust store, a host path
+/// created, a pod that stops after all). Both back off today: a failed creation of
+/// either kind is retried after the key's back-off, and a new spec hash starts a new
+/// history (so fixing the file retries at once).
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    /// The manifest cannot be turned into a pod request (unknown capability, an
+    /// unsupported volume or option): permanent until the file changes.
+    #[error("{source}")]
+    Spec {
+        field: String,
+        #[source]
+        source: MapError,
+    },
+    /// A host path volume could not be checked or created: the host may change.
+    #[error("{source}")]
+    HostPath {
+        field: String,
+        #[source]
+        source: MapError,
+    },
+    /// Preparing the pod (fetch, verification, render, prepare) failed.
+    #[error("{source}")]
+    Prepare {
+        field: String,
+        #[source]
+        source: PrepareError,
+    },
+    /// The prepared pod could not be started (and was removed, or removing it failed too).
+    #[error("cannot start pod {uuid}: {source}{}", cleanup.as_ref().map(|c| format!(" (and removing it failed: {c})")).unwrap_or_default())]
+    Start {
+        uuid: String,
+        #[source]
+        source: Box<PodError>,
+        cleanup: Option<Box<PodError>>,
+    },
+    /// A stop-first replacement could not stop the old pod.
+    #[error("cannot stop the old pod {old}: {source}")]
+    StopOld {
+        old: String,
+        #[source]
+        source: Box<ActError>,
+    },
+    /// A start-first replacement's new pod did not become ready; the old one stays.
+    #[error("the new pod {uuid} did not become ready: {reason}; the old pod {old} keeps running")]
+    NotReady {
+        uuid: String,
+        old: String,
+        reason: String,
+    },
+    /// Stopping or removing a pod failed.
+    #[error("{0}")]
+    Pod(#[source] Box<PodError>),
+}
+
+impl From<PodError> for ActError {
+    fn from(e: PodError) -> ActError {
+        ActError::Pod(Box::new(e))
+    }
+}
+
+impl ActError {
+    /// Whether only a change of the manifest (or of its image) can make the action
+    /// succeed: the pod spec cannot be mapped, an image reference is malformed, or an
+    /// image has nothing to run for it.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ActError::Spec { .. } => true,
+            ActError::Prepare { source, .. } => {
+                matches!(source, PrepareError::Reference(_) | PrepareError::Spec(_))
+            }
+            ActError::StopOld { source, .. } => source.is_permanent(),
+            ActError::HostPath { .. }
+            | ActError::Start { .. }
+            | ActError::NotReady { .. }
+            | ActError::Pod(_) => false,
+        }
+    }
+
+    /// The manifest field the error is about (`""`: the pod as a whole).
+    pub fn field(&self) -> &str {
+        match self {
+            ActError::Spec { field, .. }
+            | ActError::HostPath { field, .. }
+            | ActError::Prepare { field, .. } => field,
+            ActError::StopOld { .. }
+            | ActError::Start { .. }
+            | ActError::NotReady { .. }
+            | ActError::Pod(_) => "",
+        }
+    }
+
+    /// The error as reported at the pod's document (status `lastError`).
+    pub fn at(&self, pod: &DesiredPod) -> ManifestError {
+        error_at(pod, self.field(), self.to_string())
+    }
 }
 
 /// What came of one action.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Outcome {
     /// A pod was started for the desired spec.
     Started {
@@ -48,7 +149,7 @@ pub enum Outcome {
     },
     /// Creating or replacing failed; the key backs off.
     Failed {
-        error: ManifestError,
+        error: ActError,
     },
     Removed {
         uuid: String,
@@ -59,8 +160,26 @@ pub enum Outcome {
     /// Removing or stopping failed; tried again next pass.
     RemoveFailed {
         uuid: String,
-        error: String,
+        error: ActError,
     },
+}
+
+/// What the reconcile loop needs from the host: run a job's work, list the manifest
+/// pods, check a pod's networks, stop a pod, reap the stage1 processes it started.
+/// [`Executor`] is the real one; the loop's unit tests use a fake.
+pub trait Execute: Send + Sync + 'static {
+    /// Run one job's actions in order (on a worker thread).
+    fn run(&self, job: &Job) -> Vec<Outcome>;
+    /// Every pod directory with a manifest identity.
+    fn observe(&self) -> Result<Vec<SeenPod>, PodError>;
+    /// A CNI CHECK of a running pod's networks.
+    fn check_network(&self, uuid: &str) -> Result<(), String>;
+    /// Stop a running pod without removing it (`--stop-pods-on-exit`).
+    fn stop_pod(&self, uuid: &str) -> Result<(), ActError>;
+    /// The stage1 processes this process started that exited: `(uuid, exit code)`.
+    fn reap(&self) -> Vec<(String, Option<i32>)>;
+    /// Whether stage1 processes this process started are still running.
+    fn has_children(&self) -> bool;
 }
 
 /// Stage1 children this process started, reaped as they exit.
@@ -138,6 +257,28 @@ pub fn net_mode(pod: &DesiredPod) -> NetMode {
     }
 }
 
+impl Execute for Executor {
+    fn run(&self, job: &Job) -> Vec<Outcome> {
+        Executor::run(self, job)
+    }
+    fn observe(&self) -> Result<Vec<SeenPod>, PodError> {
+        observe::observe_pods(&self.pods)
+    }
+    fn check_network(&self, uuid: &str) -> Result<(), String> {
+        let dir = self.pods.running_dir(uuid);
+        self.pods.network().check(&dir).map_err(|e| e.to_string())
+    }
+    fn stop_pod(&self, uuid: &str) -> Result<(), ActError> {
+        Executor::stop_pod(self, uuid)
+    }
+    fn reap(&self) -> Vec<(String, Option<i32>)> {
+        self.children.reap()
+    }
+    fn has_children(&self) -> bool {
+        !self.children.is_empty()
+    }
+}
+
 impl Executor {
     /// Run one job's actions in order. A failed creation stops the job (the key backs
     /// off); a failed removal is reported and the job goes on.
@@ -151,7 +292,7 @@ impl Executor {
         let mut out = Vec::new();
         for action in &job.actions {
             match action {
-                Action::Remove { uuid, reason, .. } => {
+                Work::Remove { uuid, reason, .. } => {
                     tracing::info!(uuid = %uuid, ?reason, "removing pod");
                     out.push(match self.remove(uuid) {
                         Ok(()) => Outcome::Removed { uuid: uuid.clone() },
@@ -161,7 +302,7 @@ impl Executor {
                         },
                     });
                 }
-                Action::Stop { uuid, reason, .. } => {
+                Work::Stop { uuid, reason, .. } => {
                     tracing::warn!(uuid = %uuid, reason = %reason, "stopping a broken pod");
                     out.push(match self.stop_pod(uuid) {
                         Ok(()) => Outcome::Stopped { uuid: uuid.clone() },
@@ -171,7 +312,7 @@ impl Executor {
                         },
                     });
                 }
-                Action::Create { restart, .. } => {
+                Work::Create { restart, .. } => {
                     let Some(pod) = &job.pod else { continue };
                     match self.create(pod) {
                         Ok(uuid) => out.push(Outcome::Started {
@@ -184,15 +325,10 @@ impl Executor {
                         }
                     }
                 }
-                Action::Replace { old, strategy, .. } => {
+                Work::Replace { old, strategy, .. } => {
                     let Some(pod) = &job.pod else { continue };
                     out.extend(self.replace(pod, old, *strategy));
                 }
-                Action::Adopt { .. }
-                | Action::BackOff { .. }
-                | Action::ResetBackOff { .. }
-                | Action::Finish { .. }
-                | Action::Wait { .. } => {}
             }
         }
         out
@@ -205,7 +341,10 @@ impl Executor {
                 tracing::info!(old = %old, "spec changed: stopping the old pod first");
                 if let Err(e) = self.remove(old) {
                     out.push(Outcome::Failed {
-                        error: error_at(pod, "", format!("cannot stop the old pod {old}: {e}")),
+                        error: ActError::StopOld {
+                            old: old.to_string(),
+                            source: Box::new(e),
+                        },
                     });
                     return out;
                 }
@@ -229,13 +368,13 @@ impl Executor {
                         return out;
                     }
                 };
-                if let Err(e) = self.wait_ready(&uuid) {
+                if let Err(reason) = self.wait_ready(&uuid) {
                     out.push(Outcome::Failed {
-                        error: error_at(
-                            pod,
-                            "",
-                            format!("the new pod {uuid} did not become ready: {e}; the old pod {old} keeps running"),
-                        ),
+                        error: ActError::NotReady {
+                            uuid,
+                            old: old.to_string(),
+                            reason,
+                        },
                     });
                     return out;
                 }
@@ -283,11 +422,15 @@ impl Executor {
     }
 
     /// Prepare and start a pod for `pod`; returns its UUID.
-    pub fn create(&self, pod: &DesiredPod) -> Result<String, ManifestError> {
-        mapping::prepare_host_paths(pod)
-            .map_err(|e| error_at(pod, &e.field(pod), e.to_string()))?;
-        let mapped = mapping::to_request(pod, &self.map)
-            .map_err(|e| error_at(pod, &e.field(pod), e.to_string()))?;
+    pub fn create(&self, pod: &DesiredPod) -> Result<String, ActError> {
+        mapping::prepare_host_paths(pod).map_err(|source| ActError::HostPath {
+            field: source.field(pod),
+            source,
+        })?;
+        let mapped = mapping::to_request(pod, &self.map).map_err(|source| ActError::Spec {
+            field: source.field(pod),
+            source,
+        })?;
         let (prepared, _) = launch::prepare(
             &self.store,
             &self.keystore,
@@ -295,7 +438,10 @@ impl Executor {
             &LogProgress,
             &mapped.request,
         )
-        .map_err(|e| error_at(pod, &prepare_error_field(pod, &e), e.to_string()))?;
+        .map_err(|source| ActError::Prepare {
+            field: prepare_error_field(pod, &source),
+            source,
+        })?;
         let mut hook = PodNetworking::new(NetOptions {
             mode: net_mode(pod),
             local_config: self.local_config.clone(),
@@ -313,27 +459,29 @@ impl Executor {
                 self.children.add(prepared.uuid.clone(), child);
                 Ok(prepared.uuid)
             }
-            Err(e) => {
-                let mut msg = format!("cannot start pod {}: {e}", prepared.uuid);
-                if let Err(cleanup) = self.pods.remove(&prepared, &self.stage1) {
-                    msg.push_str(&format!(" (and removing it failed: {cleanup})"));
-                }
-                Err(error_at(pod, "", msg))
-            }
+            Err(source) => Err(ActError::Start {
+                uuid: prepared.uuid.clone(),
+                source: Box::new(source),
+                cleanup: self
+                    .pods
+                    .remove(&prepared, &self.stage1)
+                    .err()
+                    .map(Box::new),
+            }),
         }
     }
 
     /// Stop a running pod (SIGTERM, SIGKILL after its grace period) without removing it.
-    pub fn stop_pod(&self, uuid: &str) -> Result<(), String> {
+    pub fn stop_pod(&self, uuid: &str) -> Result<(), ActError> {
         let pod = match self.pods.resolve(uuid) {
             Ok(p) => p,
             Err(PodError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         self.stop_and_wait(&pod)
     }
 
-    fn stop_and_wait(&self, pod: &Pod) -> Result<(), String> {
+    fn stop_and_wait(&self, pod: &Pod) -> Result<(), ActError> {
         if !pod.state.is_running() {
             return Ok(());
         }
@@ -352,7 +500,7 @@ impl Executor {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(PodError::WrongState { .. }) | Err(PodError::NotFound { .. }) => return Ok(()),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
         let timeout = Duration::from_secs(grace) + STOP_SLACK;
@@ -362,24 +510,24 @@ impl Executor {
                 tracing::warn!(uuid = %pod.uuid, "pod did not stop in its grace period: killing it");
                 match self.pods.stop(pod, true) {
                     Ok(()) | Err(PodError::WrongState { .. }) => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
                 }
                 self.pods
                     .wait(pod, Some(STOP_SLACK))
                     .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(ActError::from)
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Stop the pod if it runs, then delete it (`rkt stop` + `rkt rm`). A pod that is
     /// gone already is fine.
-    pub fn remove(&self, uuid: &str) -> Result<(), String> {
+    pub fn remove(&self, uuid: &str) -> Result<(), ActError> {
         let pod = match self.pods.resolve(uuid) {
             Ok(p) => p,
             Err(PodError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         self.stop_and_wait(&pod)?;
         match self.pods.remove(&pod, &self.stage1) {
@@ -390,7 +538,7 @@ impl Executor {
                 Ok(())
             }
             Err(PodError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -415,3 +563,6 @@ fn prepare_error_field(pod: &DesiredPod, e: &PrepareError) -> String {
 pub fn stage1_path(explicit: Option<&Path>) -> PathBuf {
     launch::find_stage1(explicit)
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,12 @@
 //!
 //! All state lives on disk (`status::State`), so the loop can be killed at any moment
 //! (`kill -9` included) and a new one re-adopts running pods.
+//!
+//! The loop ([`Loop`]) is generic over what it acts with ([`Execute`]), the time
+//! ([`Clock`]) and where its events come from ([`Events`]), so debounce, coalescing,
+//! the busy set, back-off timing, `--once` and shutdown are unit-tested with fakes
+//! (`daemon/tests.rs`). [`Reconciler`] is the real one: the [`Executor`], the system
+//! clock, and a channel fed by inotify, signals and the workers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -16,11 +22,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rustix::fs::FlockOperation;
 
-use super::act::{Executor, Job, Outcome};
-use super::k8s::{ManifestError, PodKey};
+use super::act::{Execute, Executor, Job, Outcome};
+use super::k8s::{DesiredPod, ManifestError, PodKey};
 use super::notify::Notifier;
-use super::observe::{self, DesiredView, LastGood, SeenPod};
-use super::plan::{plan, Action, BackoffPolicy, History, Observed};
+use super::observe::{self, DesiredView, LastGood, NetChecks, Permissions, SeenPod};
+use super::plan::{plan, BackoffPolicy, History, Observed};
 use super::status::{
     self, derive_files, derive_pods, Inputs, Phase, PodStatus, State, StatusError, StatusFile,
     LOCK_FILE, STATUS_VERSION,
@@ -84,16 +90,64 @@ pub struct Summary {
     pub problems: usize,
 }
 
-enum Event {
+/// What wakes the loop.
+#[derive(Debug)]
+pub enum Event {
     /// Something in the pods dir changed.
     Fs,
+    /// `SIGHUP` asks for a pass now; `SIGTERM` and `SIGINT` stop the loop.
     Signal(i32),
     /// A job finished.
     Done {
         key: PodKey,
-        hash: Option<String>,
+        pod: Option<Box<DesiredPod>>,
         outcomes: Vec<Outcome>,
     },
+}
+
+/// The loop's time: [`SystemClock`], or a simulated one in tests.
+pub trait Clock {
+    /// For timers (debounce, resync, the watchdog, network checks).
+    fn now(&self) -> Instant;
+    /// For bookkeeping (back-off times, the status).
+    fn wall(&self) -> SystemTime;
+    /// Let `d` pass.
+    fn sleep(&self, d: Duration);
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn wall(&self) -> SystemTime {
+        SystemTime::now()
+    }
+    fn sleep(&self, d: Duration) {
+        thread::sleep(d);
+    }
+}
+
+/// Where the loop waits: the next [`Event`], or `Err(Timeout)` after `timeout` by the
+/// loop's clock, or `Err(Disconnected)` when no event can come any more (the loop
+/// ends). `in_flight` jobs were handed to the workers and have not reported yet (a
+/// simulated source lets no time pass before their [`Event::Done`]).
+pub trait Events {
+    fn next(&mut self, timeout: Duration, in_flight: usize) -> Result<Event, RecvTimeoutError>;
+}
+
+/// The real event source: a channel fed by the workers, the pods dir watch and the
+/// signal thread.
+#[derive(Debug)]
+pub struct ChannelEvents(pub Receiver<Event>);
+
+impl Events for ChannelEvents {
+    fn next(&mut self, timeout: Duration, _in_flight: usize) -> Result<Event, RecvTimeoutError> {
+        self.0.recv_timeout(timeout)
+    }
 }
 
 /// The exclusive lock that makes this the only reconciler of a data dir.
@@ -154,69 +208,93 @@ impl LoopLock {
     }
 }
 
-/// The loop's in-memory cache (rebuilt from disk at start).
+/// The real reconciler: the [`Executor`], the system clock, and events from inotify,
+/// signals and the workers.
 pub struct Reconciler {
-    opts: Options,
-    exec: Arc<Executor>,
-    history: BTreeMap<PodKey, History>,
-    last_good: LastGood,
-    busy: BTreeSet<PodKey>,
-    previous: Vec<PodStatus>,
-    saved_state: State,
-    wake_at: Option<SystemTime>,
-    /// When each running pod's networks are next due a CNI CHECK, by UUID.
-    net_due: BTreeMap<String, Instant>,
-    /// What the last permission check found (warned about once per change).
-    perm_warnings: Vec<String>,
-    notifier: Notifier,
+    inner: Loop<Executor, SystemClock, ChannelEvents>,
     tx: Sender<Event>,
-    rx: Receiver<Event>,
-    jobs: Option<Sender<Job>>,
-    workers: Vec<thread::JoinHandle<()>>,
-    _lock: LoopLock,
 }
 
 impl Reconciler {
     /// Take the data dir's reconcile lock and load the state a previous run left.
     pub fn new(opts: Options, exec: Executor) -> Result<Reconciler, DaemonError> {
-        let lock = LoopLock::take(&opts.data_dir, opts.lock_timeout)?;
-        let state = status::read_state(&opts.data_dir).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "ignoring an unreadable reconcile state");
-            State::default()
-        });
-        let previous = status::read_status(&opts.data_dir)
-            .ok()
-            .flatten()
-            .map(|s| s.pods)
-            .unwrap_or_default();
         let (tx, rx) = mpsc::channel();
-        Ok(Reconciler {
-            history: state.history(),
-            last_good: state.last_good.clone(),
-            saved_state: state,
+        let inner = Loop::new(
             opts,
-            exec: Arc::new(exec),
-            busy: BTreeSet::new(),
-            previous,
-            wake_at: None,
-            net_due: BTreeMap::new(),
-            perm_warnings: Vec::new(),
-            notifier: Notifier::from_env(),
-            tx,
-            rx,
-            jobs: None,
-            workers: Vec::new(),
-            _lock: lock,
-        })
+            exec,
+            SystemClock,
+            ChannelEvents(rx),
+            tx.clone(),
+            Notifier::from_env(),
+        )?;
+        Ok(Reconciler { inner, tx })
     }
 
-    fn start_workers(&mut self) -> Result<(), DaemonError> {
+    /// Run until SIGTERM/SIGINT (or, with `once`, for one pass).
+    pub fn run(self) -> Result<Summary, DaemonError> {
+        start_signals(self.tx.clone())?;
+        let _watcher = if self.inner.opts.once {
+            None
+        } else {
+            let tx = self.tx.clone();
+            let watcher = super::watch::Watcher::spawn(&self.inner.opts.pods_dir, move || {
+                let _ = tx.send(Event::Fs);
+            })
+            .map_err(|source| DaemonError::Watch {
+                path: self.inner.opts.pods_dir.clone(),
+                source,
+            })?;
+            Some(watcher)
+        };
+        drop(self.tx);
+        self.inner.run()
+    }
+}
+
+fn start_signals(tx: Sender<Event>) -> Result<(), DaemonError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(DaemonError::Signals)?;
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(Event::Signal(sig)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(DaemonError::Signals)?;
+    Ok(())
+}
+
+/// The work queue: jobs for the worker threads, and the keys with a job in flight
+/// (one job per key at a time).
+struct WorkQueue {
+    /// Where workers report (`Event::Done`).
+    done: Sender<Event>,
+    jobs: Option<Sender<Job>>,
+    workers: Vec<thread::JoinHandle<()>>,
+    busy: BTreeSet<PodKey>,
+}
+
+impl WorkQueue {
+    fn new(done: Sender<Event>) -> WorkQueue {
+        WorkQueue {
+            done,
+            jobs: None,
+            workers: Vec::new(),
+            busy: BTreeSet::new(),
+        }
+    }
+
+    fn start<X: Execute>(&mut self, exec: &Arc<X>, workers: usize) -> Result<(), DaemonError> {
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let job_rx = Arc::new(Mutex::new(job_rx));
-        for i in 0..self.opts.workers.max(1) {
+        for i in 0..workers.max(1) {
             let rx = job_rx.clone();
-            let tx = self.tx.clone();
-            let exec = self.exec.clone();
+            let tx = self.done.clone();
+            let exec = exec.clone();
             let handle = thread::Builder::new()
                 .name(format!("reconcile-{i}"))
                 .spawn(move || loop {
@@ -227,8 +305,8 @@ impl Reconciler {
                     let Ok(job) = job else { break };
                     let outcomes = exec.run(&job);
                     let done = Event::Done {
-                        key: job.key.clone(),
-                        hash: job.pod.as_ref().map(|p| p.spec_hash.clone()),
+                        key: job.key,
+                        pod: job.pod.map(Box::new),
                         outcomes,
                     };
                     if tx.send(done).is_err() {
@@ -242,37 +320,159 @@ impl Reconciler {
         Ok(())
     }
 
-    fn start_signals(&self) -> Result<(), DaemonError> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-            .map_err(DaemonError::Signals)?;
-        let tx = self.tx.clone();
-        thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                for sig in signals.forever() {
-                    if tx.send(Event::Signal(sig)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(DaemonError::Signals)?;
-        Ok(())
+    /// Hand a job to the workers; its key is busy until [`Self::finished`].
+    fn dispatch(&mut self, job: Job) {
+        let Some(jobs) = &self.jobs else { return };
+        let key = job.key.clone();
+        if jobs.send(job).is_ok() {
+            self.busy.insert(key);
+        }
     }
 
-    /// Run until SIGTERM/SIGINT (or, with `once`, for one pass).
+    fn finished(&mut self, key: &PodKey) {
+        self.busy.remove(key);
+    }
+
+    /// No more jobs: the workers end once they finish theirs.
+    fn close(&mut self) {
+        self.jobs = None;
+    }
+}
+
+/// The loop's memory: what `state.json` keeps (back-off, restarts, last good
+/// manifests) and the last status written.
+struct Memory {
+    history: BTreeMap<PodKey, History>,
+    last_good: LastGood,
+    /// The last state written, so an unchanged one is not written again.
+    saved: State,
+    /// The pods of the last status (transition times; kept when a pass cannot read).
+    previous: Vec<PodStatus>,
+}
+
+impl Memory {
+    fn load(data_dir: &std::path::Path) -> Memory {
+        let state = status::read_state(data_dir).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring an unreadable reconcile state");
+            State::default()
+        });
+        let previous = status::read_status(data_dir)
+            .ok()
+            .flatten()
+            .map(|s| s.pods)
+            .unwrap_or_default();
+        Memory {
+            history: state.history(),
+            last_good: state.last_good.clone(),
+            saved: state,
+            previous,
+        }
+    }
+
+    /// The history of `key`, started afresh when the spec changed.
+    fn hist_mut(&mut self, key: &PodKey, hash: Option<&str>) -> &mut History {
+        let h = self
+            .history
+            .entry(key.clone())
+            .or_insert_with(|| History::new(hash.unwrap_or_default()));
+        if let Some(hash) = hash {
+            if h.spec_hash != hash {
+                *h = History::new(hash);
+            }
+        }
+        h
+    }
+
+    /// Write `state.json` if it changed.
+    fn save(&mut self, data_dir: &std::path::Path) {
+        let mut state = State::default();
+        state.set_history(&self.history);
+        state.last_good = self.last_good.clone();
+        state.version = STATUS_VERSION;
+        if state != self.saved {
+            match status::write_state(data_dir, &state) {
+                Ok(()) => self.saved = state,
+                Err(e) => tracing::error!(error = %e, "cannot write the reconcile state"),
+            }
+        }
+    }
+}
+
+/// The error policy for a failed creation or replacement: the key backs off
+/// (`History::failed`) whatever the error. A retryable error
+/// ([`super::act::ActError::is_permanent`]
+/// false: a network or registry failure, a key not yet trusted, a host path) may pass
+/// next time; a permanent one (an invalid spec) cannot before the manifest changes,
+/// and a changed manifest has a new spec hash, which starts a new history and so
+/// retries at once. Returns when to try again.
+fn back_off(
+    h: &mut History,
+    error: ManifestError,
+    policy: &BackoffPolicy,
+    now: SystemTime,
+) -> Option<SystemTime> {
+    h.failed(error, policy, now);
+    h.retry_at
+}
+
+/// The reconcile loop over an executor `X`, a clock `C` and an event source `E`.
+pub struct Loop<X: Execute, C: Clock, E: Events> {
+    opts: Options,
+    exec: Arc<X>,
+    clock: C,
+    events: E,
+    queue: WorkQueue,
+    memory: Memory,
+    /// Rate-limited CNI CHECKs of running pods (observe).
+    net: NetChecks,
+    /// Who can write what decides what runs as root (observe).
+    perms: Permissions,
+    notifier: Notifier,
+    /// The earliest back-off that runs out.
+    wake_at: Option<SystemTime>,
+    _lock: LoopLock,
+}
+
+impl<X: Execute, C: Clock, E: Events> Loop<X, C, E> {
+    /// Take the data dir's reconcile lock and load the state a previous run left.
+    /// Workers report to `done`, which must feed `events`.
+    pub fn new(
+        opts: Options,
+        exec: X,
+        clock: C,
+        events: E,
+        done: Sender<Event>,
+        notifier: Notifier,
+    ) -> Result<Self, DaemonError> {
+        let lock = LoopLock::take(&opts.data_dir, opts.lock_timeout)?;
+        Ok(Loop {
+            memory: Memory::load(&opts.data_dir),
+            net: NetChecks::new(opts.net_check),
+            perms: Permissions::new(opts.guarded.clone()),
+            opts,
+            exec: Arc::new(exec),
+            clock,
+            events,
+            queue: WorkQueue::new(done),
+            notifier,
+            wake_at: None,
+            _lock: lock,
+        })
+    }
+
+    /// Run until SIGTERM/SIGINT, or until no event can come any more (or, with
+    /// `once`, for one pass).
     pub fn run(mut self) -> Result<Summary, DaemonError> {
-        self.start_workers()?;
-        self.start_signals()?;
+        self.queue.start(&self.exec, self.opts.workers)?;
         if self.opts.once {
             self.pass(true);
             let interrupted = self.wait_idle(None);
             self.pass(false);
             // The pods it started are spawned; give their stage1 a moment to start
             // their apps, so the status says Running rather than "starting".
-            let deadline = Instant::now() + ONCE_START_WAIT;
-            while !interrupted && Instant::now() < deadline && self.starting() {
-                thread::sleep(Duration::from_millis(50));
+            let deadline = self.clock.now() + ONCE_START_WAIT;
+            while !interrupted && self.clock.now() < deadline && self.starting() {
+                self.clock.sleep(Duration::from_millis(50));
                 self.pass(false);
             }
             if interrupted && self.opts.stop_pods_on_exit {
@@ -280,58 +480,46 @@ impl Reconciler {
             }
             return Ok(self.finish());
         }
-        let tx = self.tx.clone();
-        let _watcher = super::watch::Watcher::spawn(&self.opts.pods_dir, move || {
-            let _ = tx.send(Event::Fs);
-        })
-        .map_err(|source| DaemonError::Watch {
-            path: self.opts.pods_dir.clone(),
-            source,
-        })?;
         self.pass(true);
         self.notifier.send("READY=1");
         let debounce = self.opts.debounce;
         let mut pass_at: Option<Instant> = None;
         let mut first_event: Option<Instant> = None;
-        let mut next_resync = Instant::now() + self.opts.resync;
+        let mut next_resync = self.clock.now() + self.opts.resync;
         let watchdog = self.notifier.watchdog_interval();
-        let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
+        let mut next_watchdog = watchdog.map(|w| self.clock.now() + w);
         loop {
-            let now = Instant::now();
+            let now = self.clock.now();
             let mut deadline = next_resync;
             if let Some(p) = pass_at {
                 deadline = deadline.min(p);
             }
             if let Some(w) = self.wake_at {
-                let left = w.duration_since(SystemTime::now()).unwrap_or_default();
+                let left = w.duration_since(self.clock.wall()).unwrap_or_default();
                 deadline = deadline.min(now + left);
             }
             if let Some(w) = next_watchdog {
                 deadline = deadline.min(w);
             }
-            if !self.exec.children.is_empty() {
+            if self.exec.has_children() {
                 deadline = deadline.min(now + REAP_TICK);
             }
-            match self
-                .rx
-                .recv_timeout(deadline.saturating_duration_since(now))
-            {
+            match self.events.next(
+                deadline.saturating_duration_since(now),
+                self.queue.busy.len(),
+            ) {
                 Ok(Event::Fs) => {
-                    let t = Instant::now();
+                    let t = self.clock.now();
                     let first = *first_event.get_or_insert(t);
                     pass_at = Some((t + debounce).min(first + debounce * 5));
                 }
-                Ok(Event::Done {
-                    key,
-                    hash,
-                    outcomes,
-                }) => {
-                    self.record_outcomes(&key, hash.as_deref(), outcomes);
-                    let t = Instant::now() + debounce;
+                Ok(Event::Done { key, pod, outcomes }) => {
+                    self.record_outcomes(&key, pod.as_deref(), outcomes);
+                    let t = self.clock.now() + debounce;
                     pass_at = Some(pass_at.map_or(t, |p| p.min(t)));
                 }
                 Ok(Event::Signal(sig)) if sig == signal_hook::consts::SIGHUP => {
-                    pass_at = Some(Instant::now());
+                    pass_at = Some(self.clock.now());
                 }
                 Ok(Event::Signal(sig)) => {
                     tracing::info!(signal = sig, "stopping the reconcile loop");
@@ -340,23 +528,23 @@ impl Reconciler {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            for (uuid, code) in self.exec.children.reap() {
+            for (uuid, code) in self.exec.reap() {
                 tracing::info!(uuid = %uuid, exit = ?code, "stage1 exited");
-                let t = Instant::now() + debounce;
+                let t = self.clock.now() + debounce;
                 pass_at = Some(pass_at.map_or(t, |p| p.min(t)));
             }
-            let now = Instant::now();
-            let woke = self.wake_at.is_some_and(|w| w <= SystemTime::now());
+            let now = self.clock.now();
+            let woke = self.wake_at.is_some_and(|w| w <= self.clock.wall());
             if pass_at.is_some_and(|p| p <= now) || now >= next_resync || woke {
                 pass_at = None;
                 first_event = None;
                 self.pass(true);
-                next_resync = Instant::now() + self.opts.resync;
+                next_resync = self.clock.now() + self.opts.resync;
             }
             if let (Some(w), Some(every)) = (next_watchdog, watchdog) {
-                if Instant::now() >= w {
+                if self.clock.now() >= w {
                     self.notifier.send("WATCHDOG=1");
-                    next_watchdog = Some(Instant::now() + every);
+                    next_watchdog = Some(self.clock.now() + every);
                 }
             }
         }
@@ -372,25 +560,23 @@ impl Reconciler {
     /// Wait for the jobs in flight (recording their outcomes); `true` if a signal
     /// asked to stop meanwhile.
     fn wait_idle(&mut self, limit: Option<Duration>) -> bool {
-        let deadline = limit.map(|l| Instant::now() + l);
+        let deadline = limit.map(|l| self.clock.now() + l);
         let mut interrupted = false;
-        while !self.busy.is_empty() {
+        while !self.queue.busy.is_empty() {
             let left = match deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(l) => l,
-                    None => {
-                        tracing::warn!(pods = self.busy.len(), "leaving work unfinished");
+                Some(d) => match d.checked_duration_since(self.clock.now()) {
+                    Some(l) if !l.is_zero() => l,
+                    _ => {
+                        tracing::warn!(pods = self.queue.busy.len(), "leaving work unfinished");
                         break;
                     }
                 },
                 None => Duration::from_secs(3600),
             };
-            match self.rx.recv_timeout(left) {
-                Ok(Event::Done {
-                    key,
-                    hash,
-                    outcomes,
-                }) => self.record_outcomes(&key, hash.as_deref(), outcomes),
+            match self.events.next(left, self.queue.busy.len()) {
+                Ok(Event::Done { key, pod, outcomes }) => {
+                    self.record_outcomes(&key, pod.as_deref(), outcomes)
+                }
                 Ok(Event::Signal(sig)) if sig != signal_hook::consts::SIGHUP => {
                     interrupted = true;
                     if deadline.is_none() {
@@ -406,15 +592,16 @@ impl Reconciler {
 
     /// Whether the last status has a pod that is still starting.
     fn starting(&self) -> bool {
-        self.previous
+        self.memory
+            .previous
             .iter()
             .any(|p| p.phase == Phase::Pending && p.message.as_deref() == Some(status::STARTING))
     }
 
     fn finish(mut self) -> Summary {
-        self.jobs = None;
-        let problems = self
-            .previous
+        self.queue.close();
+        let previous = &self.memory.previous;
+        let problems = previous
             .iter()
             .filter(|p| {
                 p.last_error.is_some()
@@ -430,14 +617,14 @@ impl Reconciler {
             .map(|s| s.files.len() + usize::from(s.dir_error.is_some()))
             .unwrap_or(0);
         Summary {
-            pods: self.previous.len(),
+            pods: previous.len(),
             problems: problems + files,
         }
     }
 
     /// Stop every running manifest pod (`--stop-pods-on-exit`).
     fn stop_pods(&self) {
-        let seen = match observe::observe_pods(&self.exec.pods) {
+        let seen = match self.exec.observe() {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list pods to stop them");
@@ -458,47 +645,44 @@ impl Reconciler {
         });
     }
 
-    /// The history of `key`, started afresh when the spec changed.
-    fn hist_mut(&mut self, key: &PodKey, hash: Option<&str>) -> &mut History {
-        let h = self
-            .history
-            .entry(key.clone())
-            .or_insert_with(|| History::new(hash.unwrap_or_default()));
-        if let Some(hash) = hash {
-            if h.spec_hash != hash {
-                *h = History::new(hash);
-            }
-        }
-        h
-    }
-
-    fn record_outcomes(&mut self, key: &PodKey, hash: Option<&str>, outcomes: Vec<Outcome>) {
-        self.busy.remove(key);
+    fn record_outcomes(&mut self, key: &PodKey, pod: Option<&DesiredPod>, outcomes: Vec<Outcome>) {
+        self.queue.finished(key);
+        let hash = pod.map(|p| p.spec_hash.as_str());
         let backoff = self.opts.backoff;
         for outcome in outcomes {
             match outcome {
                 Outcome::Started { uuid, restart } => {
                     tracing::info!(pod = %key, uuid = %uuid, restart, "pod running");
-                    self.hist_mut(key, hash).started(&uuid, restart);
+                    self.memory.hist_mut(key, hash).started(&uuid, restart);
                 }
                 Outcome::Failed { error } => {
                     // The error policy: log once, here, and back off.
-                    let now = SystemTime::now();
-                    let h = self.hist_mut(key, hash);
-                    h.failed(error.clone(), &backoff, now);
-                    let retry = h.retry_at;
-                    tracing::warn!(pod = %key, error = %error, retry_at = ?retry.map(super::time::format), "pod action failed");
+                    let permanent = error.is_permanent();
+                    let at = match pod {
+                        Some(pod) => error.at(pod),
+                        None => ManifestError {
+                            file: String::new(),
+                            line: None,
+                            column: None,
+                            field: error.field().to_string(),
+                            message: error.to_string(),
+                        },
+                    };
+                    let now = self.clock.wall();
+                    let retry = back_off(self.memory.hist_mut(key, hash), at, &backoff, now);
+                    tracing::warn!(pod = %key, error = %error, permanent, retry_at = ?retry.map(super::time::format), "pod action failed");
                     self.wake_at = min_time(self.wake_at, retry);
                 }
                 Outcome::RemoveFailed { uuid, error } => {
                     tracing::warn!(pod = %key, uuid = %uuid, error = %error, "cannot remove pod; will try again");
                     let file = self
+                        .memory
                         .previous
                         .iter()
                         .find(|p| p.key == key.to_string())
                         .map(|p| p.file.clone())
                         .unwrap_or_default();
-                    self.hist_mut(key, hash).last_error = Some(ManifestError {
+                    self.memory.hist_mut(key, hash).last_error = Some(ManifestError {
                         file,
                         line: None,
                         column: None,
@@ -513,13 +697,14 @@ impl Reconciler {
 
     /// One pass: read both sides, plan (with `act`), dispatch work, write the status.
     fn pass(&mut self, act: bool) {
-        let now = SystemTime::now();
+        let now = self.clock.wall();
         let mut scan = observe::scan_dir(&self.opts.pods_dir);
-        self.check_permissions();
-        if self.opts.strict_permissions && !self.perm_warnings.is_empty() && scan.error.is_none() {
+        self.perms.check();
+        let warnings = self.perms.warnings();
+        if self.opts.strict_permissions && !warnings.is_empty() && scan.error.is_none() {
             scan.error = Some(format!(
                 "refusing to act (--strict-permissions): {}",
-                self.perm_warnings.join("; ")
+                warnings.join("; ")
             ));
         }
         if let Some(error) = &scan.error {
@@ -533,8 +718,8 @@ impl Reconciler {
             );
             return;
         }
-        let view = observe::build_desired(&scan, &mut self.last_good);
-        let mut seen = match observe::observe_pods(&self.exec.pods) {
+        let view = observe::build_desired(&scan, &mut self.memory.last_good);
+        let mut seen = match self.exec.observe() {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list pods");
@@ -544,129 +729,63 @@ impl Reconciler {
             }
         };
         if act {
-            self.check_networks(&mut seen);
+            let exec = &self.exec;
+            let clock = &self.clock;
+            self.net
+                .check(&mut seen, &self.queue.busy, &|| clock.now(), &|uuid| {
+                    exec.check_network(uuid)
+                });
         }
         for (file, errors) in &view.file_errors {
             for e in errors {
                 tracing::debug!(file = %file, error = %e, "manifest error");
             }
         }
-        if act {
-            self.wake_at = None;
-            let observed = Observed {
-                pods: seen.iter().map(|s| s.pod.clone()).collect(),
-                history: self.history.clone(),
-            };
-            let mut jobs: BTreeMap<PodKey, Vec<Action>> = BTreeMap::new();
-            for action in plan(&view.desired, &observed, &self.opts.backoff, now) {
-                let key = action.key().clone();
-                if self.busy.contains(&key) {
-                    continue;
-                }
-                if let Action::Wait { until, .. } | Action::BackOff { until, .. } = &action {
-                    self.wake_at = min_time(self.wake_at, Some(*until));
-                }
-                if action.is_work() {
-                    jobs.entry(key).or_default().push(action);
-                } else {
-                    if !matches!(action, Action::Wait { .. }) {
-                        tracing::info!(pod = %key, action = ?action, "recorded");
-                    }
-                    let hash = view.desired.pods.get(&key).map(|w| w.pod.spec_hash.clone());
-                    self.hist_mut(&key, hash.as_deref()).record(&action);
-                }
+        let observed = Observed {
+            pods: seen,
+            history: self.memory.history.clone(),
+            busy: self.queue.busy.clone(),
+        };
+        let phases = if act {
+            let plan = plan(&view.desired, &observed, &self.opts.backoff, now);
+            self.wake_at = plan.wake_at();
+            for record in &plan.records {
+                let key = record.key();
+                tracing::info!(pod = %key, action = ?record, "recorded");
+                let hash = view.desired.pods.get(key).map(|w| w.pod.spec_hash.clone());
+                self.memory.hist_mut(key, hash.as_deref()).record(record);
+            }
+            let mut jobs: BTreeMap<PodKey, Vec<_>> = BTreeMap::new();
+            for work in plan.work {
+                jobs.entry(work.key().clone()).or_default().push(work);
             }
             for (key, actions) in jobs {
-                let job = Job {
+                self.queue.dispatch(Job {
                     pod: view.desired.pods.get(&key).map(|w| w.pod.clone()),
-                    key: key.clone(),
+                    key,
                     actions,
-                };
-                let Some(jobs) = &self.jobs else { break };
-                if jobs.send(job).is_ok() {
-                    self.busy.insert(key);
-                }
+                });
             }
-        }
-        let busy = &self.busy;
-        self.history.retain(|k, _| {
+            plan.phases
+        } else {
+            super::plan::phases(&view.desired, &observed, now)
+        };
+        let seen = observed.pods;
+        let busy = &self.queue.busy;
+        self.memory.history.retain(|k, _| {
             view.desired.pods.contains_key(k)
                 || seen.iter().any(|s| &s.pod.key == k)
                 || busy.contains(k)
         });
-        let observed = Observed {
-            pods: seen.iter().map(|s| s.pod.clone()).collect(),
-            history: self.history.clone(),
-        };
         let pods = derive_pods(&Inputs {
             view: &view,
             seen: &seen,
-            observed: &observed,
-            busy: &self.busy,
-            previous: &self.previous,
+            phases: &phases,
+            history: &self.memory.history,
+            previous: &self.memory.previous,
             now,
         });
         self.write_status(&scan, &view, pods, None, now);
-    }
-
-    /// Look at who can write the guarded directories; log what changed, loudly.
-    fn check_permissions(&mut self) {
-        let now: Vec<String> = stage0::perms::check_all(&self.opts.guarded)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        if now != self.perm_warnings {
-            for w in now.iter().filter(|w| !self.perm_warnings.contains(w)) {
-                tracing::warn!("SECURITY: {w}");
-            }
-            self.perm_warnings = now;
-        }
-    }
-
-    /// CNI CHECK of the running pods' networks: each pod at most once per
-    /// `net_check` (its first check spread over that interval by its UUID, so pods
-    /// adopted together are not all checked in one pass), and no more than
-    /// [`NET_CHECK_BUDGET`] of plugin time per pass. A failed CHECK is the pod's
-    /// problem: the plan replaces it, as for a deleted network namespace.
-    fn check_networks(&mut self, seen: &mut [SeenPod]) {
-        if self.opts.net_check.is_zero() {
-            return;
-        }
-        let running: BTreeSet<&str> = seen
-            .iter()
-            .filter(|s| s.pod.state.is_running())
-            .map(|s| s.pod.uuid.as_str())
-            .collect();
-        self.net_due
-            .retain(|uuid, _| running.contains(uuid.as_str()));
-        let started = Instant::now();
-        let interval = self.opts.net_check;
-        let network = self.exec.pods.network();
-        for s in seen.iter_mut() {
-            if !s.pod.state.is_running()
-                || s.pod.problem.is_some()
-                || self.busy.contains(&s.pod.key)
-            {
-                continue;
-            }
-            let due = *self
-                .net_due
-                .entry(s.pod.uuid.clone())
-                .or_insert_with(|| started + spread(&s.pod.uuid, interval));
-            if due > started || started.elapsed() > NET_CHECK_BUDGET {
-                continue;
-            }
-            let dir = self.exec.pods.running_dir(&s.pod.uuid);
-            match network.check(&dir) {
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::warn!(pod = %s.pod.key, uuid = %s.pod.uuid, error = %e, "network check failed");
-                    s.pod.problem = Some(format!("network check failed: {e}"));
-                }
-            }
-            self.net_due
-                .insert(s.pod.uuid.clone(), Instant::now() + interval);
-        }
     }
 
     fn write_status(
@@ -679,7 +798,7 @@ impl Reconciler {
     ) {
         // On a failed read keep the last known pods (they did not change as far as we know).
         let pods = if error.is_some() {
-            self.previous.clone()
+            self.memory.previous.clone()
         } else {
             pods
         };
@@ -693,27 +812,18 @@ impl Reconciler {
             pods_dir: self.opts.pods_dir.clone(),
             resolved_dir: scan.resolved.clone(),
             dir_error: error,
-            warnings: self.perm_warnings.clone(),
+            warnings: self.perms.warnings().to_vec(),
             files: derive_files(view),
             pods,
         };
         if let Err(e) = status::write_status(&self.opts.data_dir, &file) {
             tracing::error!(error = %e, "cannot write the status");
         }
-        self.previous = file.pods;
-        let mut state = State::default();
-        state.set_history(&self.history);
-        state.last_good = self.last_good.clone();
-        state.version = STATUS_VERSION;
-        if state != self.saved_state {
-            match status::write_state(&self.opts.data_dir, &state) {
-                Ok(()) => self.saved_state = state,
-                Err(e) => tracing::error!(error = %e, "cannot write the reconcile state"),
-            }
-        }
+        self.memory.previous = file.pods;
+        self.memory.save(&self.opts.data_dir);
         self.notifier.send(&format!(
             "STATUS={running} of {} pods running, {problems} with errors",
-            self.previous.len()
+            self.memory.previous.len()
         ));
     }
 }
@@ -721,20 +831,12 @@ impl Reconciler {
 /// How long `--once` waits for the pods it started to start their apps.
 const ONCE_START_WAIT: Duration = Duration::from_secs(10);
 
-/// Plugin time one pass may spend on CNI CHECKs; the rest wait for later passes.
-const NET_CHECK_BUDGET: Duration = Duration::from_millis(500);
-
-/// A fraction of `interval` chosen by `uuid`: when a pod first seen is first checked.
-fn spread(uuid: &str, interval: Duration) -> Duration {
-    let h = uuid
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    interval.mul_f64(f64::from(h % 1000) / 1000.0)
-}
-
 fn min_time(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,8 @@
 //! Three parts, kept apart so the logic is testable without root:
 //! - [`observe`]: read the desired state (every manifest file in the pods dir) and the
 //!   actual state (pod directories with their identity annotations, locks, exits);
-//! - [`plan`]: a pure function from both to [`plan::Action`]s;
+//! - [`plan`]: a pure function from both to a [`plan::Plan`]: work for the workers
+//!   ([`plan::Work`]) and bookkeeping to record ([`plan::Record`]);
 //! - [`act`]: execute actions through the same code paths as `rkt run`, `stop`, `rm`.
 //!
 //! [`daemon`] drives them: [`watch`] (inotify, debounced) and a periodic full resync

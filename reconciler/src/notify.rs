@@ -23,6 +23,11 @@ impl Notifier {
         )
     }
 
+    /// Send nothing.
+    pub fn disabled() -> Notifier {
+        Self::new(None, None, None)
+    }
+
     fn new(socket: Option<String>, usec: Option<String>, pid: Option<String>) -> Notifier {
         let target = socket.and_then(|s| {
             let addr = match s.strip_prefix('@') {

@@ -11,8 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::k8s::{self, DesiredPod, ManifestError, PodKey};
+pub use super::plan::SeenPod;
 use super::plan::{Desired, ObservedPod, Wanted};
 use super::{ANNOTATION_KEY, ANNOTATION_SOURCE, ANNOTATION_SPEC_HASH};
 use manifests::poddir::{self, Waiting};
@@ -296,27 +298,6 @@ pub fn build_desired(scan: &DirScan, last_good: &mut LastGood) -> DesiredView {
     view
 }
 
-/// A pod directory that belongs to a manifest, with what the status shows about it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeenPod {
-    pub pod: ObservedPod,
-    /// Running, stage1 started every app, and every app with a readiness probe is
-    /// ready (`apps/<app>/ready`).
-    pub ready: bool,
-    /// Running, and stage1 has started every app once (its `ready` file): until then
-    /// the pod is still starting (networks attached, init apps running).
-    pub started: bool,
-    /// Whether any app has a readiness probe.
-    pub has_readiness: bool,
-    /// In-place restarts of its apps by stage1.
-    pub app_restarts: u32,
-    /// Exited pods: the apps' exits, e.g. `web=0 side=137`.
-    pub exits: String,
-    /// Running pods: apps stage1 is about to restart in place after their back-off
-    /// (`apps/<app>/waiting`), with the time of the restart when known.
-    pub waiting: Vec<(String, Option<String>)>,
-}
-
 /// The identity a pod directory records: `(key, source file, spec hash)`.
 pub fn identity(info: &PodInfo) -> Option<(PodKey, String, String)> {
     let manifest = info.manifest.as_ref()?;
@@ -424,11 +405,119 @@ fn waiting_apps(info: &PodInfo) -> Vec<(String, Option<String>)> {
 }
 
 /// Why a running pod cannot work any more, as far as its files tell: its network
-/// namespace was deleted. (A CNI CHECK costs a plugin call per network, so the loop
-/// runs those itself, rate-limited: `daemon::Reconciler::check_networks`.)
+/// namespace was deleted. (A CNI CHECK costs a plugin call per network, so those are
+/// rate-limited: [`NetChecks`].)
 pub fn pod_problem(info: &PodInfo) -> Option<String> {
     let netns = info.runtime.as_ref()?.netns.as_ref()?;
     (!netns.exists()).then(|| format!("network namespace {} is gone", netns.display()))
+}
+
+/// Plugin time one pass may spend on CNI CHECKs; the rest wait for later passes.
+pub const NET_CHECK_BUDGET: Duration = Duration::from_millis(500);
+
+/// When each running pod's networks are next due a CNI CHECK.
+#[derive(Debug, Clone, Default)]
+pub struct NetChecks {
+    /// At most this often per pod (zero: never).
+    interval: Duration,
+    /// By UUID.
+    due: BTreeMap<String, Instant>,
+}
+
+impl NetChecks {
+    pub fn new(interval: Duration) -> NetChecks {
+        NetChecks {
+            interval,
+            due: BTreeMap::new(),
+        }
+    }
+
+    /// CNI CHECK of the running pods' networks (`check(uuid)`): each pod at most once
+    /// per interval (its first check spread over that interval by its UUID, so pods
+    /// adopted together are not all checked in one pass), and no more than
+    /// [`NET_CHECK_BUDGET`] of plugin time per pass. Pods of `busy` keys are skipped. A
+    /// failed CHECK is the pod's problem: the plan replaces it, as for a deleted
+    /// network namespace. `now` tells the time.
+    pub fn check(
+        &mut self,
+        seen: &mut [SeenPod],
+        busy: &BTreeSet<PodKey>,
+        now: &dyn Fn() -> Instant,
+        check: &dyn Fn(&str) -> Result<(), String>,
+    ) {
+        if self.interval.is_zero() {
+            return;
+        }
+        let running: BTreeSet<&str> = seen
+            .iter()
+            .filter(|s| s.pod.state.is_running())
+            .map(|s| s.pod.uuid.as_str())
+            .collect();
+        self.due.retain(|uuid, _| running.contains(uuid.as_str()));
+        let started = now();
+        let interval = self.interval;
+        for s in seen.iter_mut() {
+            if !s.pod.state.is_running() || s.pod.problem.is_some() || busy.contains(&s.pod.key) {
+                continue;
+            }
+            let due = *self
+                .due
+                .entry(s.pod.uuid.clone())
+                .or_insert_with(|| started + spread(&s.pod.uuid, interval));
+            if due > started || now().saturating_duration_since(started) > NET_CHECK_BUDGET {
+                continue;
+            }
+            if let Err(e) = check(&s.pod.uuid) {
+                tracing::warn!(pod = %s.pod.key, uuid = %s.pod.uuid, error = %e, "network check failed");
+                s.pod.problem = Some(format!("network check failed: {e}"));
+            }
+            self.due.insert(s.pod.uuid.clone(), now() + interval);
+        }
+    }
+}
+
+/// A fraction of `interval` chosen by `uuid`: when a pod first seen is first checked.
+fn spread(uuid: &str, interval: Duration) -> Duration {
+    let h = uuid
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    interval.mul_f64(f64::from(h % 1000) / 1000.0)
+}
+
+/// Who can write the directories that decide what runs as root (`stage0::perms`):
+/// what the last check found, so each change is logged once.
+#[derive(Debug, Clone, Default)]
+pub struct Permissions {
+    guarded: Vec<(PathBuf, &'static str)>,
+    warnings: Vec<String>,
+}
+
+impl Permissions {
+    pub fn new(guarded: Vec<(PathBuf, &'static str)>) -> Permissions {
+        Permissions {
+            guarded,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Look at who can write the guarded directories; log what changed, loudly.
+    pub fn check(&mut self) {
+        let now: Vec<String> = stage0::perms::check_all(&self.guarded)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if now != self.warnings {
+            for w in now.iter().filter(|w| !self.warnings.contains(w)) {
+                tracing::warn!("SECURITY: {w}");
+            }
+            self.warnings = now;
+        }
+    }
+
+    /// What the last check found.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //!
 //! Both are written by temp file + `rename`, so readers never see half a file.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::k8s::{ManifestError, PodKey};
 use super::observe::{parse_key, DesiredView, LastGood, SeenPod};
-use super::plan::{history_for, History, Observed};
+use super::plan::{History, KeyStatus};
+pub use super::plan::{Phase, STARTING};
 
 /// `<dir>/reconcile`.
 pub const STATE_DIR: &str = "reconcile";
@@ -49,41 +50,6 @@ pub enum StatusError {
         path: PathBuf,
         source: serde_json::Error,
     },
-}
-
-/// The phase of a manifest pod (Kubernetes' names, plus `Invalid`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Phase {
-    /// Wanted, not running yet (being created, or creating it failed: see the error).
-    Pending,
-    Running,
-    /// Finished with success; the restart policy does not restart it.
-    Succeeded,
-    /// Finished with a failure; the restart policy does not restart it.
-    Failed,
-    /// Exited or disappeared; restarted after the back-off.
-    CrashLoopBackOff,
-    /// Its manifest file is invalid and nothing of it runs.
-    Invalid,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Pending => "Pending",
-            Phase::Running => "Running",
-            Phase::Succeeded => "Succeeded",
-            Phase::Failed => "Failed",
-            Phase::CrashLoopBackOff => "CrashLoopBackOff",
-            Phase::Invalid => "Invalid",
-        }
-    }
-}
-
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// The status of one manifest pod.
@@ -269,170 +235,94 @@ pub fn write_state(data_dir: &Path, state: &State) -> Result<(), StatusError> {
     write_json_atomic(&state_dir(data_dir).join(STATE_FILE), &state)
 }
 
-/// Everything the status is derived from.
+/// Everything the status is formatted from.
 pub struct Inputs<'a> {
     pub view: &'a DesiredView,
+    /// The manifest pods found.
     pub seen: &'a [SeenPod],
-    pub observed: &'a Observed,
-    /// Keys with work in flight.
-    pub busy: &'a BTreeSet<PodKey>,
+    /// Each key's phase, decided with the plan ([`super::plan::phases`]).
+    pub phases: &'a BTreeMap<PodKey, KeyStatus>,
+    /// The loop's bookkeeping (for each key's last error).
+    pub history: &'a BTreeMap<PodKey, History>,
     /// The previous status, for transition times.
     pub previous: &'a [PodStatus],
     pub now: SystemTime,
 }
 
-fn newest<'a>(pods: impl Iterator<Item = &'a SeenPod>) -> Option<&'a SeenPod> {
-    pods.max_by(|a, b| (a.pod.created_at, &a.pod.uuid).cmp(&(b.pod.created_at, &b.pod.uuid)))
-}
-
 /// The status of every manifest pod: the desired ones, and those kept running from
-/// invalid files.
-/// The message of a pod whose directory is in `run/` but whose apps stage1 has not
-/// all started yet.
-pub const STARTING: &str = "starting the pod";
-
+/// invalid files, in key order (their phases come from the plan).
 pub fn derive_pods(i: &Inputs) -> Vec<PodStatus> {
     let mut out = Vec::new();
-    for (key, wanted) in &i.view.desired.pods {
-        let hash = wanted.pod.spec_hash.as_str();
-        let h = history_for(i.observed, key, hash);
-        let mine: Vec<&SeenPod> = i.seen.iter().filter(|s| &s.pod.key == key).collect();
-        let running_current = newest(
-            mine.iter()
-                .copied()
-                .filter(|s| s.pod.state.is_running() && s.pod.spec_hash == hash),
-        );
-        let running_any = newest(mine.iter().copied().filter(|s| s.pod.state.is_running()));
-        let dead = newest(
-            mine.iter()
-                .copied()
-                .filter(|s| !s.pod.state.is_running() && s.pod.spec_hash == hash),
-        );
-        let last_error = if wanted.stale {
-            i.view.first_error(&wanted.pod.file).cloned()
-        } else {
-            h.last_error.clone()
-        };
-        let mut st = PodStatus {
-            key: key.to_string(),
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-            file: wanted.pod.file.clone(),
-            line: Some(wanted.pod.line),
-            spec_hash: hash.to_string(),
-            phase: Phase::Pending,
-            uuid: h.uuid.clone(),
-            restarts: h.restarts,
-            ready: false,
-            readiness_probes: wanted
-                .pod
-                .containers
-                .iter()
-                .any(|c| c.readiness_probe.is_some()),
-            last_error,
-            message: None,
-            last_transition_time: i.now,
-        };
-        if let Some(run) = running_current {
-            st.phase = Phase::Running;
-            st.uuid = Some(run.pod.uuid.clone());
-            st.ready = run.ready;
-            st.restarts = h.restarts.saturating_add(run.app_restarts);
-            if !run.waiting.is_empty() {
-                // stage1 restarts an app in place after its back-off.
-                st.phase = Phase::CrashLoopBackOff;
-                let apps: Vec<String> = run
-                    .waiting
-                    .iter()
-                    .map(|(app, until)| match until {
-                        Some(t) => format!("{app} (restarting at {t})"),
-                        None => app.clone(),
-                    })
-                    .collect();
-                st.message = Some(format!("back-off: stage1 restarts {}", apps.join(", ")));
-            } else if wanted.stale {
-                st.message =
-                    Some("the manifest is invalid; the last good version keeps running".into());
-            } else if !run.started {
-                // Its directory is in run/ from the moment its networks are being
-                // attached; it runs once stage1 has started its apps.
-                st.phase = Phase::Pending;
-                st.message = Some(STARTING.into());
-            }
-        } else if let Some(old) = running_any {
-            st.phase = Phase::Running;
-            st.uuid = Some(old.pod.uuid.clone());
-            st.ready = old.ready;
-            st.message = Some(match h.backing_off(i.now) {
-                Some(t) => format!(
-                    "the spec changed; replacing failed, next attempt at {}",
-                    super::time::format(t)
-                ),
-                None => "the spec changed; replacing the pod".to_string(),
-            });
-        } else if let Some(succeeded) = h.finished {
-            st.phase = if succeeded {
-                Phase::Succeeded
-            } else {
-                Phase::Failed
-            };
-            st.message = dead.map(|d| format!("exits: {}", d.exits));
-        } else if wanted.stale && !i.busy.contains(key) {
-            st.phase = Phase::Invalid;
-        } else if let (Some(t), Some(_)) = (h.backing_off(i.now), &h.failed_uuid) {
-            st.phase = Phase::CrashLoopBackOff;
-            let mut msg = format!(
-                "back-off: restarting at {} (failure {})",
-                super::time::format(t),
-                h.failures
-            );
-            if let Some(d) = dead {
-                msg.push_str(&format!("; exits: {}", d.exits));
-            }
-            st.message = Some(msg);
-        } else if i.busy.contains(key) {
-            st.message = Some("creating the pod".into());
-        } else if let Some(t) = h.backing_off(i.now) {
-            st.message = Some(format!("retrying at {}", super::time::format(t)));
-        }
-        out.push(st);
-    }
-    // Pods kept from invalid files without a last good version.
-    let mut held: BTreeMap<&PodKey, Vec<&SeenPod>> = BTreeMap::new();
-    for s in i.seen {
-        if !i.view.desired.pods.contains_key(&s.pod.key)
-            && i.view.desired.invalid_files.contains(&s.pod.source)
-        {
-            held.entry(&s.pod.key).or_default().push(s);
-        }
-    }
-    for (key, pods) in held {
-        let Some(pod) = newest(pods.iter().copied().filter(|s| s.pod.state.is_running()))
-            .or_else(|| newest(pods.iter().copied()))
-        else {
+    // The desired keys first, then those kept from invalid files.
+    let desired = i.view.desired.pods.keys();
+    let held = i
+        .phases
+        .keys()
+        .filter(|k| !i.view.desired.pods.contains_key(*k));
+    for key in desired.chain(held) {
+        let Some(phase) = i.phases.get(key) else {
             continue;
         };
-        let running = pod.pod.state.is_running();
-        out.push(PodStatus {
-            key: key.to_string(),
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-            file: pod.pod.source.clone(),
-            line: None,
-            spec_hash: pod.pod.spec_hash.clone(),
-            phase: if running {
-                Phase::Running
-            } else {
-                Phase::Invalid
-            },
-            uuid: Some(pod.pod.uuid.clone()),
-            restarts: pod.app_restarts,
-            ready: pod.ready,
-            readiness_probes: pod.has_readiness,
-            last_error: i.view.first_error(&pod.pod.source).cloned(),
-            message: Some("the manifest is invalid; the pod is kept as it is".into()),
-            last_transition_time: i.now,
-        });
+        let st = match i.view.desired.pods.get(key) {
+            Some(wanted) => {
+                let hash = wanted.pod.spec_hash.as_str();
+                let last_error = if wanted.stale {
+                    i.view.first_error(&wanted.pod.file).cloned()
+                } else {
+                    i.history
+                        .get(key)
+                        .filter(|h| h.spec_hash == hash)
+                        .and_then(|h| h.last_error.clone())
+                };
+                PodStatus {
+                    key: key.to_string(),
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                    file: wanted.pod.file.clone(),
+                    line: Some(wanted.pod.line),
+                    spec_hash: hash.to_string(),
+                    phase: phase.phase,
+                    uuid: phase.uuid.clone(),
+                    restarts: phase.restarts,
+                    ready: phase.ready,
+                    readiness_probes: wanted
+                        .pod
+                        .containers
+                        .iter()
+                        .any(|c| c.readiness_probe.is_some()),
+                    last_error,
+                    message: phase.message.clone(),
+                    last_transition_time: i.now,
+                }
+            }
+            None => {
+                // Kept from an invalid file: its pod tells the rest.
+                let Some(pod) = i
+                    .seen
+                    .iter()
+                    .find(|s| Some(&s.pod.uuid) == phase.uuid.as_ref())
+                else {
+                    continue;
+                };
+                PodStatus {
+                    key: key.to_string(),
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                    file: pod.pod.source.clone(),
+                    line: None,
+                    spec_hash: pod.pod.spec_hash.clone(),
+                    phase: phase.phase,
+                    uuid: phase.uuid.clone(),
+                    restarts: phase.restarts,
+                    ready: phase.ready,
+                    readiness_probes: pod.has_readiness,
+                    last_error: i.view.first_error(&pod.pod.source).cloned(),
+                    message: phase.message.clone(),
+                    last_transition_time: i.now,
+                }
+            }
+        };
+        out.push(st);
     }
     for st in &mut out {
         if let Some(prev) = i.previous.iter().find(|p| p.key == st.key) {

@@ -283,3 +283,103 @@ fn keys_parse_back() {
     assert_eq!(parse_key("/web"), None);
     assert_eq!(parse_key("a/b/c"), None);
 }
+
+fn running(name: &str, uuid: &str) -> SeenPod {
+    SeenPod {
+        pod: ObservedPod {
+            uuid: uuid.into(),
+            key: key(name),
+            source: format!("/pods.d/{name}.yaml"),
+            spec_hash: "h".into(),
+            state: stage0::pod::dir::PodState::Running,
+            created_at: None,
+            started_at: None,
+            succeeded: false,
+            problem: None,
+        },
+        ready: true,
+        started: true,
+        has_readiness: false,
+        app_restarts: 0,
+        exits: String::new(),
+        waiting: Vec::new(),
+    }
+}
+
+#[test]
+fn network_checks_are_spread_rate_limited_and_fail_the_pod() {
+    use std::cell::{Cell, RefCell};
+    use std::time::{Duration, Instant};
+
+    let interval = Duration::from_secs(30);
+    let base = Instant::now();
+    let now = Cell::new(base);
+    let calls = RefCell::new(Vec::<String>::new());
+    let check = |uuid: &str| {
+        calls.borrow_mut().push(uuid.to_string());
+        // A CHECK costs 20 ms of plugin time; "bad"'s network is broken.
+        now.set(now.get() + Duration::from_millis(20));
+        if uuid == "u-bad" {
+            Err("eth0 is gone".to_string())
+        } else {
+            Ok(())
+        }
+    };
+    let mut pods = vec![
+        running("a", "u-a"),
+        running("bad", "u-bad"),
+        running("busy", "u-busy"),
+    ];
+    let busy: BTreeSet<PodKey> = [key("busy")].into();
+    let mut net = NetChecks::new(interval);
+
+    // First seen: each pod's first check falls somewhere in the interval.
+    net.check(&mut pods, &busy, &|| now.get(), &check);
+    assert!(calls.borrow().len() < 3);
+    // After a whole interval every pod but the busy one was checked once.
+    now.set(base + interval);
+    net.check(&mut pods, &busy, &|| now.get(), &check);
+    let mut checked = calls.borrow().clone();
+    checked.sort();
+    assert_eq!(checked, vec!["u-a", "u-bad"]);
+    assert_eq!(
+        pods[1].pod.problem.as_deref(),
+        Some("network check failed: eth0 is gone")
+    );
+    assert_eq!(
+        (pods[0].pod.problem.as_ref(), pods[2].pod.problem.as_ref()),
+        (None, None)
+    );
+    // Not again before the interval is over; a pod with a problem is not checked.
+    calls.borrow_mut().clear();
+    net.check(&mut pods, &busy, &|| now.get(), &check);
+    assert!(calls.borrow().is_empty());
+    now.set(base + interval * 3);
+    net.check(&mut pods, &busy, &|| now.get(), &check);
+    assert_eq!(*calls.borrow(), vec!["u-a"]);
+
+    // One pass spends at most the budget: 40 pods due at once, 20 ms each.
+    let mut many: Vec<SeenPod> = (0..40)
+        .map(|i| running(&format!("p{i}"), &format!("u{i}")))
+        .collect();
+    let mut net = NetChecks::new(interval);
+    calls.borrow_mut().clear();
+    let start = now.get();
+    net.check(&mut many, &BTreeSet::new(), &|| now.get(), &check);
+    now.set(start + interval);
+    calls.borrow_mut().clear();
+    net.check(&mut many, &BTreeSet::new(), &|| now.get(), &check);
+    let n = calls.borrow().len();
+    assert!(n > 0 && n <= 26, "{n} checks in one pass");
+
+    // Zero turns them off.
+    let mut off = NetChecks::new(Duration::ZERO);
+    calls.borrow_mut().clear();
+    off.check(
+        &mut many,
+        &BTreeSet::new(),
+        &|| now.get() + interval * 10,
+        &check,
+    );
+    assert!(calls.borrow().is_empty());
+}

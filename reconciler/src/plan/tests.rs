@@ -51,6 +51,19 @@ fn pod(name: &str, uuid: &str, hash: &str, state: PodState, created: u64) -> Obs
     }
 }
 
+/// An observed pod as the loop sees it (running pods ready).
+fn seen(pod: ObservedPod) -> SeenPod {
+    SeenPod {
+        ready: pod.state.is_running(),
+        started: pod.state.is_running(),
+        has_readiness: false,
+        app_restarts: 0,
+        exits: String::new(),
+        waiting: Vec::new(),
+        pod,
+    }
+}
+
 fn ok(mut p: ObservedPod) -> ObservedPod {
     p.succeeded = true;
     p
@@ -66,10 +79,10 @@ struct Case {
     invalid: Vec<&'static str>,
     pods: Vec<ObservedPod>,
     history: Vec<(&'static str, History)>,
-    expect: Vec<Action>,
+    expect: Vec<Step>,
 }
 
-fn run(case: &Case) -> Vec<Action> {
+fn run(case: &Case) -> Vec<Step> {
     let desired = Desired {
         pods: case
             .want
@@ -94,42 +107,43 @@ fn run(case: &Case) -> Vec<Action> {
             .collect::<BTreeSet<_>>(),
     };
     let observed = Observed {
-        pods: case.pods.clone(),
+        busy: BTreeSet::new(),
+        pods: case.pods.iter().cloned().map(seen).collect(),
         history: case
             .history
             .iter()
             .map(|(n, h)| (key(n), h.clone()))
             .collect(),
     };
-    plan(&desired, &observed, &BackoffPolicy::default(), t(NOW))
+    decide(&desired, &observed, &BackoffPolicy::default(), t(NOW))
 }
 
-fn create(name: &str, restart: bool) -> Action {
-    Action::Create {
+fn create(name: &str, restart: bool) -> Step {
+    Step::Work(Work::Create {
         key: key(name),
         restart,
-    }
+    })
 }
-fn remove(name: &str, uuid: &str, reason: RemoveReason) -> Action {
-    Action::Remove {
+fn remove(name: &str, uuid: &str, reason: RemoveReason) -> Step {
+    Step::Work(Work::Remove {
         key: key(name),
         uuid: uuid.into(),
         reason,
-    }
+    })
 }
-fn wait(name: &str, secs: u64) -> Action {
-    Action::Wait {
+fn wait(name: &str, secs: u64) -> Step {
+    Step::Wait {
         key: key(name),
         until: t(secs),
     }
 }
-fn backoff(name: &str, failed: &str, failures: u32, until: u64) -> Action {
-    Action::BackOff {
+fn backoff(name: &str, failed: &str, failures: u32, until: u64) -> Step {
+    Step::Record(Record::BackOff {
         key: key(name),
         failed: failed.into(),
         failures,
         until: t(until),
-    }
+    })
 }
 
 use PodState::*;
@@ -165,10 +179,10 @@ fn cases() -> Vec<Case> {
             invalid: vec![],
             pods: vec![pod("web", "u1", "h1", Running, 0)],
             history: vec![],
-            expect: vec![Action::Adopt {
+            expect: vec![Step::Record(Record::Adopt {
                 key: key("web"),
                 uuid: "u1".into(),
-            }],
+            })],
         },
         Case {
             name: "a changed spec replaces the pod, stopping it first by default",
@@ -176,11 +190,11 @@ fn cases() -> Vec<Case> {
             invalid: vec![],
             pods: vec![pod("web", "u1", "h1", Running, 0)],
             history: vec![("web", History { uuid: Some("u1".into()), ..hist("h1") })],
-            expect: vec![Action::Replace {
+            expect: vec![Step::Work(Work::Replace {
                 key: key("web"),
                 old: "u1".into(),
                 strategy: ReplaceStrategy::StopFirst,
-            }],
+            })],
         },
         Case {
             name: "rkt.io/replace: start-first is passed on",
@@ -188,11 +202,11 @@ fn cases() -> Vec<Case> {
             invalid: vec![],
             pods: vec![pod("web", "u1", "h1", Running, 0)],
             history: vec![],
-            expect: vec![Action::Replace {
+            expect: vec![Step::Work(Work::Replace {
                 key: key("web"),
                 old: "u1".into(),
                 strategy: ReplaceStrategy::StartFirst,
-            }],
+            })],
         },
         Case {
             name: "a replacement that failed waits for its back-off, the old pod keeps running",
@@ -276,10 +290,10 @@ fn cases() -> Vec<Case> {
             invalid: vec![],
             pods: vec![ok(pod("job", "u1", "h1", Exited, 0))],
             history: vec![],
-            expect: vec![Action::Finish {
+            expect: vec![Step::Record(Record::Finish {
                 key: key("job"),
                 succeeded: true,
-            }],
+            })],
         },
         Case {
             name: "restartPolicy OnFailure: a failure backs off",
@@ -295,10 +309,10 @@ fn cases() -> Vec<Case> {
             invalid: vec![],
             pods: vec![pod("job", "u1", "h1", Exited, 0)],
             history: vec![],
-            expect: vec![Action::Finish {
+            expect: vec![Step::Record(Record::Finish {
                 key: key("job"),
                 succeeded: false,
-            }],
+            })],
         },
         Case {
             name: "a finished pod stays finished; stray pods of its key go",
@@ -400,7 +414,7 @@ fn cases() -> Vec<Case> {
             invalid: vec![],
             pods: vec![pod("web", "u5", "h1", Running, NOW - 601)],
             history: vec![("web", History { uuid: Some("u5".into()), failures: 4, ..hist("h1") })],
-            expect: vec![Action::ResetBackOff { key: key("web") }],
+            expect: vec![Step::Record(Record::ResetBackOff { key: key("web") })],
         },
         Case {
             name: "a pod running for less keeps its back-off count",
@@ -419,11 +433,11 @@ fn cases() -> Vec<Case> {
                 ..pod("web", "u1", "h1", Running, 0)
             }],
             history: vec![("web", History { uuid: Some("u1".into()), ..hist("h1") })],
-            expect: vec![Action::Stop {
+            expect: vec![Step::Work(Work::Stop {
                 key: key("web"),
                 uuid: "u1".into(),
                 reason: "network namespace /run/netns/x is gone".into(),
-            }],
+            })],
         },
         Case {
             name: "a pod removed by hand is recreated after a back-off",
@@ -456,10 +470,10 @@ fn cases() -> Vec<Case> {
             invalid: vec![],
             pods: vec![],
             history: vec![("job", History { uuid: Some("u1".into()), ..hist("h1") })],
-            expect: vec![Action::Finish {
+            expect: vec![Step::Record(Record::Finish {
                 key: key("job"),
                 succeeded: false,
-            }],
+            })],
         },
         Case {
             name: "two running pods of one key: the newest stays",
@@ -476,10 +490,10 @@ fn cases() -> Vec<Case> {
             pods: vec![pod("web", "u1", "h1", Running, 0), pod("web", "u2", "h2", Running, 5)],
             history: vec![],
             expect: vec![
-                Action::Adopt {
+                Step::Record(Record::Adopt {
                     key: key("web"),
                     uuid: "u2".into(),
-                },
+                }),
                 remove("web", "u1", Leftover),
             ],
         },
@@ -603,8 +617,126 @@ fn plan_is_deterministic_and_idempotent_for_a_converged_set() {
         history,
         expect: vec![],
     };
-    assert_eq!(run(&case), Vec::<Action>::new());
+    assert_eq!(run(&case), Vec::<Step>::new());
     assert_eq!(run(&case), run(&case));
+}
+
+#[test]
+fn plan_splits_work_from_bookkeeping_and_leaves_busy_keys_alone() {
+    let desired = Desired {
+        pods: [("web", "h2"), ("crash", "h"), ("adopt", "h"), ("busy", "h")]
+            .into_iter()
+            .map(|(n, h)| {
+                (
+                    key(n),
+                    Wanted {
+                        pod: desired_pod(n, h),
+                        stale: false,
+                    },
+                )
+            })
+            .collect(),
+        invalid_files: BTreeSet::new(),
+    };
+    let observed = Observed {
+        pods: vec![
+            pod("web", "u-web", "h1", Running, 0),
+            pod("crash", "u-crash", "h", Exited, 0),
+            pod("adopt", "u-adopt", "h", Running, 0),
+            pod("busy", "u-busy", "h", Exited, 0),
+        ]
+        .into_iter()
+        .map(seen)
+        .collect(),
+        history: [
+            (
+                "web",
+                History {
+                    uuid: Some("u-web".into()),
+                    ..hist("h1")
+                },
+            ),
+            (
+                "crash",
+                History {
+                    uuid: Some("u-crash".into()),
+                    ..hist("h")
+                },
+            ),
+        ]
+        .into_iter()
+        .map(|(n, h)| (key(n), h))
+        .collect(),
+        busy: [key("busy")].into(),
+    };
+    let backoff = BackoffPolicy::default();
+    let steps = decide(&desired, &observed, &backoff, t(NOW));
+    assert!(
+        steps.iter().any(|s| s.key() == &key("busy")),
+        "the busy key has steps: {steps:?}"
+    );
+    let until = t(NOW + 10);
+    let p = plan(&desired, &observed, &backoff, t(NOW));
+    assert_eq!(
+        p.work,
+        vec![Work::Replace {
+            key: key("web"),
+            old: "u-web".into(),
+            strategy: ReplaceStrategy::StopFirst,
+        }]
+    );
+    assert_eq!(
+        p.records,
+        vec![
+            Record::Adopt {
+                key: key("adopt"),
+                uuid: "u-adopt".into(),
+            },
+            Record::BackOff {
+                key: key("crash"),
+                failed: "u-crash".into(),
+                failures: 1,
+                until,
+            },
+        ]
+    );
+    assert_eq!(p.waits, [(key("crash"), until)].into());
+    assert_eq!(p.wake_at(), Some(until));
+    // The phases are those the plan leaves behind: its back-off recorded, its work
+    // in flight.
+    let phase = |n: &str| {
+        let st = &p.phases[&key(n)];
+        (st.phase, st.uuid.as_deref(), st.message.as_deref())
+    };
+    assert_eq!(
+        phase("web"),
+        (
+            Phase::Running,
+            Some("u-web"),
+            Some("the spec changed; replacing the pod")
+        )
+    );
+    assert_eq!(phase("adopt"), (Phase::Running, Some("u-adopt"), None));
+    let crash = format!(
+        "back-off: restarting at {} (failure 1); exits: ",
+        crate::time::format(until)
+    );
+    assert_eq!(
+        phase("crash"),
+        (
+            Phase::CrashLoopBackOff,
+            Some("u-crash"),
+            Some(crash.as_str())
+        )
+    );
+    assert_eq!(
+        phase("busy"),
+        (Phase::Pending, None, Some("creating the pod"))
+    );
+    // Without the plan's records and work, the same pods read differently.
+    let before = phases(&desired, &observed, t(NOW));
+    assert_eq!(before[&key("crash")].phase, Phase::Pending);
+    assert_eq!(before[&key("crash")].message, None);
 }
 
 #[test]
@@ -626,12 +758,15 @@ fn backoff_delays() {
 fn history_records_bookkeeping_and_outcomes() {
     let p = BackoffPolicy::default();
     let mut h = History::new("h1");
-    h.record(&Action::Adopt {
+    h.record(&Record::Adopt {
         key: key("a"),
         uuid: "u1".into(),
     });
     assert_eq!(h.uuid.as_deref(), Some("u1"));
-    h.record(&backoff("a", "u1", 2, 50));
+    let Step::Record(backoff) = backoff("a", "u1", 2, 50) else {
+        unreachable!()
+    };
+    h.record(&backoff);
     assert_eq!(
         (h.failures, h.retry_at, h.failed_uuid.as_deref()),
         (2, Some(t(50)), Some("u1"))
@@ -642,7 +777,7 @@ fn history_records_bookkeeping_and_outcomes() {
         (1, Some("u2"), None)
     );
     assert_eq!(h.failures, 2, "the count only resets after a long run");
-    h.record(&Action::ResetBackOff { key: key("a") });
+    h.record(&Record::ResetBackOff { key: key("a") });
     assert_eq!(h.failures, 0);
     let err = ManifestError {
         file: "/pods.d/a.yaml".into(),
@@ -658,7 +793,7 @@ fn history_records_bookkeeping_and_outcomes() {
     assert_eq!(h.last_error, Some(err));
     h.started("u3", false);
     assert_eq!((h.restarts, h.last_error.is_none()), (1, true));
-    h.record(&Action::Finish {
+    h.record(&Record::Finish {
         key: key("a"),
         succeeded: true,
     });

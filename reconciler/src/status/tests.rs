@@ -2,7 +2,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
 use crate::observe::DesiredView;
-use crate::plan::{ObservedPod, Wanted};
+use std::collections::BTreeSet;
+
+use crate::plan::{Observed, ObservedPod, Wanted};
 use crate::testutil::{desired_pod, key};
 use stage0::pod::dir::PodState;
 
@@ -67,16 +69,18 @@ fn derive(
     previous: &[PodStatus],
     now: SystemTime,
 ) -> Vec<PodStatus> {
+    let busy: BTreeSet<PodKey> = busy.iter().map(|n| key(n)).collect();
     let observed = Observed {
-        pods: seen.iter().map(|s| s.pod.clone()).collect(),
+        busy,
+        pods: seen.to_vec(),
         history: history.into_iter().map(|(n, h)| (key(n), h)).collect(),
     };
-    let busy: BTreeSet<PodKey> = busy.iter().map(|n| key(n)).collect();
+    let phases = crate::plan::phases(&v.desired, &observed, now);
     derive_pods(&Inputs {
         view: v,
         seen,
-        observed: &observed,
-        busy: &busy,
+        phases: &phases,
+        history: &observed.history,
         previous,
         now,
     })
