@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::k8s::{DesiredPod, ManifestError, PodKey, ReplaceStrategy};
 use super::mapping::{self, error_at, MapContext};
 use super::plan::Action;
+use manifests::error::chain;
 use stage0::image::fetch::Progress;
 use stage0::image::store::Store;
 use stage0::image::trust::Keystore;
@@ -262,12 +263,12 @@ impl Executor {
     /// ready (`apps/<app>/ready`).
     fn wait_ready(&self, uuid: &str) -> Result<(), String> {
         let deadline = std::time::Instant::now() + START_FIRST_READY_TIMEOUT;
-        let pod = self.pods.resolve(uuid).map_err(|e| e.to_string())?;
+        let pod = self.pods.resolve(uuid).map_err(|e| chain(&e))?;
         self.pods
             .wait_ready(&pod, Some(START_FIRST_READY_TIMEOUT))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| chain(&e))?;
         loop {
-            let info = self.pods.info(&pod).map_err(|e| e.to_string())?;
+            let info = self.pods.info(&pod).map_err(|e| chain(&e))?;
             let seen = super::observe::seen(&info);
             if !info.state.is_running() {
                 return Err(format!("it is {}", info.state));
@@ -284,10 +285,9 @@ impl Executor {
 
     /// Prepare and start a pod for `pod`; returns its UUID.
     pub fn create(&self, pod: &DesiredPod) -> Result<String, ManifestError> {
-        mapping::prepare_host_paths(pod)
-            .map_err(|e| error_at(pod, &e.field(pod), e.to_string()))?;
+        mapping::prepare_host_paths(pod).map_err(|e| error_at(pod, &e.field(pod), chain(&e)))?;
         let mapped = mapping::to_request(pod, &self.map)
-            .map_err(|e| error_at(pod, &e.field(pod), e.to_string()))?;
+            .map_err(|e| error_at(pod, &e.field(pod), chain(&e)))?;
         let (prepared, _) = launch::prepare_with(
             &self.store,
             &self.keystore,
@@ -296,7 +296,7 @@ impl Executor {
             &mapped.request,
             &|rt| mapped.adjust.apply(rt),
         )
-        .map_err(|e| error_at(pod, &prepare_error_field(pod, &e), e.to_string()))?;
+        .map_err(|e| error_at(pod, &prepare_error_field(pod, &e), chain(&e)))?;
         let mut hook = PodNetworking::new(NetOptions {
             mode: net_mode(pod),
             local_config: self.local_config.clone(),
@@ -315,9 +315,9 @@ impl Executor {
                 Ok(prepared.uuid)
             }
             Err(e) => {
-                let mut msg = format!("cannot start pod {}: {e}", prepared.uuid);
+                let mut msg = format!("cannot start pod {}: {}", prepared.uuid, chain(&e));
                 if let Err(cleanup) = self.pods.remove(&prepared, &self.stage1) {
-                    msg.push_str(&format!(" (and removing it failed: {cleanup})"));
+                    msg.push_str(&format!(" (and removing it failed: {})", chain(&cleanup)));
                 }
                 Err(error_at(pod, "", msg))
             }
@@ -329,7 +329,7 @@ impl Executor {
         let pod = match self.pods.resolve(uuid) {
             Ok(p) => p,
             Err(PodError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(chain(&e)),
         };
         self.stop_and_wait(&pod)
     }
@@ -353,7 +353,7 @@ impl Executor {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(PodError::WrongState { .. }) | Err(PodError::NotFound { .. }) => return Ok(()),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(chain(&e)),
             }
         }
         let timeout = Duration::from_secs(grace) + STOP_SLACK;
@@ -363,14 +363,14 @@ impl Executor {
                 tracing::warn!(uuid = %pod.uuid, "pod did not stop in its grace period: killing it");
                 match self.pods.stop(pod, true) {
                     Ok(()) | Err(PodError::WrongState { .. }) => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(chain(&e)),
                 }
                 self.pods
                     .wait(pod, Some(STOP_SLACK))
                     .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| chain(&e))
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(chain(&e)),
         }
     }
 
@@ -380,7 +380,7 @@ impl Executor {
         let pod = match self.pods.resolve(uuid) {
             Ok(p) => p,
             Err(PodError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(chain(&e)),
         };
         self.stop_and_wait(&pod)?;
         match self.pods.remove(&pod, &self.stage1) {
@@ -391,7 +391,7 @@ impl Executor {
                 Ok(())
             }
             Err(PodError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(chain(&e)),
         }
     }
 }

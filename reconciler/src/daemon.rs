@@ -63,11 +63,11 @@ pub struct Options {
 pub enum DaemonError {
     #[error("another rkt reconcile (pid {pid}) is running on {}; one per data directory", dir.display())]
     Locked { dir: PathBuf, pid: String },
-    #[error("cannot lock {}: {source}", path.display())]
+    #[error("cannot lock {}", path.display())]
     Lock { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Status(#[from] StatusError),
-    #[error("cannot watch {}: {source}", path.display())]
+    #[error("cannot watch {}", path.display())]
     Watch { path: PathBuf, source: io::Error },
     #[error("cannot handle signals: {0}")]
     Signals(io::Error),
@@ -181,7 +181,7 @@ impl Reconciler {
     pub fn new(opts: Options, exec: Executor) -> Result<Reconciler, DaemonError> {
         let lock = LoopLock::take(&opts.data_dir, opts.lock_timeout)?;
         let state = status::read_state(&opts.data_dir).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "ignoring an unreadable reconcile state");
+            tracing::warn!(error = %manifests::error::chain(&e), "ignoring an unreadable reconcile state");
             State::default()
         });
         let previous = status::read_status(&opts.data_dir)
@@ -440,7 +440,7 @@ impl Reconciler {
         let seen = match observe::observe_pods(&self.exec.pods) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "cannot list pods to stop them");
+                tracing::error!(error = %manifests::error::chain(&e), "cannot list pods to stop them");
                 return;
             }
         };
@@ -537,8 +537,8 @@ impl Reconciler {
         let mut seen = match observe::observe_pods(&self.exec.pods) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "cannot list pods");
-                let msg = format!("cannot list pods: {e}");
+                tracing::error!(error = %manifests::error::chain(&e), "cannot list pods");
+                let msg = format!("cannot list pods: {}", manifests::error::chain(&e));
                 self.write_status(&scan, &view, Vec::new(), Some(msg), now);
                 return;
             }
@@ -660,8 +660,11 @@ impl Reconciler {
             match stage0::pod::net::check_pod(&dir, &search) {
                 Ok(()) => {}
                 Err(e) => {
-                    tracing::warn!(pod = %s.pod.key, uuid = %s.pod.uuid, error = %e, "network check failed");
-                    s.pod.problem = Some(format!("network check failed: {e}"));
+                    tracing::warn!(pod = %s.pod.key, uuid = %s.pod.uuid, error = %manifests::error::chain(&e), "network check failed");
+                    s.pod.problem = Some(format!(
+                        "network check failed: {}",
+                        manifests::error::chain(&e)
+                    ));
                 }
             }
             self.net_due
@@ -698,7 +701,7 @@ impl Reconciler {
             pods,
         };
         if let Err(e) = status::write_status(&self.opts.data_dir, &file) {
-            tracing::error!(error = %e, "cannot write the status");
+            tracing::error!(error = %manifests::error::chain(&e), "cannot write the status");
         }
         self.previous = file.pods;
         let mut state = State::default();
@@ -708,7 +711,9 @@ impl Reconciler {
         if state != self.saved_state {
             match status::write_state(&self.opts.data_dir, &state) {
                 Ok(()) => self.saved_state = state,
-                Err(e) => tracing::error!(error = %e, "cannot write the reconcile state"),
+                Err(e) => {
+                    tracing::error!(error = %manifests::error::chain(&e), "cannot write the reconcile state")
+                }
             }
         }
         self.notifier.send(&format!(

@@ -50,9 +50,9 @@ const USAGE: &str = "usage:
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: PathBuf, source: io::Error },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Parse { path: PathBuf, source: RuntimeError },
 }
 
@@ -593,7 +593,7 @@ fn cmd_app_exec(args: &Args) -> anyhow::Result<i32> {
     match launch::exec_app(pod_dir, &cfg, app, &args.cgroups, userns) {
         Ok(never) => match never {},
         Err(e) => {
-            eprintln!("stage1: {e}");
+            eprintln!("stage1: {}", manifests::error::chain(&e));
             Ok(e.exit_code())
         }
     }
@@ -618,7 +618,7 @@ fn cmd_enter(args: &Args) -> anyhow::Result<i32> {
     match enter::enter(pod_dir, &cfg, name, &command) {
         Ok(code) => Ok(code),
         Err(e) => {
-            eprintln!("stage1: {e}");
+            eprintln!("stage1: {}", manifests::error::chain(&e));
             Ok(e.exit_code())
         }
     }

@@ -234,7 +234,6 @@ pub(super) fn delete_locked(
     }
     if crate::pod::net::has_state(path) {
         crate::pod::net::teardown(path, cni_path).map_err(|e| PodError::Network {
-            uuid: uuid.to_string(),
             source: Box::new(e),
         })?;
     }

@@ -327,9 +327,9 @@ pub struct Removal {
 /// Errors of pod operations; each names the pod (UUID) and the path involved.
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
-    #[error("create pods directory {}: {source}", .path.display())]
+    #[error("create pods directory {}", .path.display())]
     CreateStateDir { path: PathBuf, source: io::Error },
-    #[error("read pods directory {}: {source}", .path.display())]
+    #[error("read pods directory {}", .path.display())]
     ReadStateDir { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Manifest(#[from] PodManifestError),
@@ -345,31 +345,31 @@ pub enum PodError {
     UuidInUse { uuid: String },
     #[error("cannot choose a user namespace range for pod {uuid}: {reason}")]
     UserNamespace { uuid: String, reason: String },
-    #[error("encode the {what} of pod {uuid}: {source}")]
+    #[error("encode the {what} of pod {uuid}")]
     Encode {
         uuid: String,
         what: &'static str,
         source: serde_json::Error,
     },
-    #[error("write {} of pod {uuid}: {source}", .path.display())]
+    #[error("write {} of pod {uuid}", .path.display())]
     Write {
         uuid: String,
         path: PathBuf,
         source: io::Error,
     },
-    #[error("read {} of pod {uuid}: {source}", .path.display())]
+    #[error("read {} of pod {uuid}", .path.display())]
     Read {
         uuid: String,
         path: PathBuf,
         source: io::Error,
     },
-    #[error("invalid pod manifest {} of pod {uuid}: {source}", .path.display())]
+    #[error("invalid pod manifest {} of pod {uuid}", .path.display())]
     ParseManifest {
         uuid: String,
         path: PathBuf,
         source: PodManifestError,
     },
-    #[error("invalid {} of pod {uuid}: {source}", .path.display())]
+    #[error("invalid {} of pod {uuid}", .path.display())]
     ParseRuntime {
         uuid: String,
         path: PathBuf,
@@ -381,7 +381,7 @@ pub enum PodError {
         path: PathBuf,
         value: String,
     },
-    #[error("lock pod {uuid} at {}: {source}", .path.display())]
+    #[error("lock pod {uuid} at {}", .path.display())]
     Lock {
         uuid: String,
         path: PathBuf,
@@ -389,7 +389,7 @@ pub enum PodError {
     },
     #[error("pod {uuid} at {} is in use by another process (running, or being prepared, started or removed)", .path.display())]
     Busy { uuid: String, path: PathBuf },
-    #[error("move pod {uuid} from {} to {}: {source}", .from.display(), .to.display())]
+    #[error("move pod {uuid} from {} to {}", .from.display(), .to.display())]
     Rename {
         uuid: String,
         from: PathBuf,
@@ -413,16 +413,16 @@ pub enum PodError {
     },
     #[error("pod {uuid} has not written its pid yet ({})", .path.display())]
     NoPid { uuid: String, path: PathBuf },
-    #[error("send {signal} to pod {uuid} (pid {pid}): {source}")]
+    #[error("send {signal} to pod {uuid} (pid {pid})")]
     Signal {
         uuid: String,
         pid: i32,
         signal: &'static str,
         source: io::Error,
     },
-    #[error("open stage1 output file {}: {source}", .path.display())]
+    #[error("open stage1 output file {}", .path.display())]
     OpenOutput { path: PathBuf, source: io::Error },
-    #[error("start stage1 {} for pod {uuid}: {source}", .stage1.display())]
+    #[error("start stage1 {} for pod {uuid}", .stage1.display())]
     Spawn {
         uuid: String,
         stage1: PathBuf,
@@ -435,9 +435,9 @@ pub enum PodError {
         status: ExitStatus,
         stderr: String,
     },
-    #[error("read the mount table {}: {source}", .path.display())]
+    #[error("read the mount table {}", .path.display())]
     MountTable { path: PathBuf, source: io::Error },
-    #[error("unmount {} left under pod {uuid}: {source}", .mount.display())]
+    #[error("unmount {} left under pod {uuid}", .mount.display())]
     Unmount {
         uuid: String,
         mount: PathBuf,
@@ -445,7 +445,7 @@ pub enum PodError {
     },
     #[error("mounts remain under pod {uuid}, not deleting it: {}", .mounts.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(", "))]
     MountsRemain { uuid: String, mounts: Vec<PathBuf> },
-    #[error("delete pod {uuid} at {}: {source}", .path.display())]
+    #[error("delete pod {uuid} at {}", .path.display())]
     Remove {
         uuid: String,
         path: PathBuf,
@@ -459,12 +459,15 @@ pub enum PodError {
     },
     /// Setting up or releasing the pod's network failed (the message names the
     /// network, plugin and file).
-    #[error("{source}")]
+    #[error(transparent)]
     Network {
-        uuid: String,
         source: Box<crate::pod::net::NetError>,
     },
-    #[error("{error}; cleaning up failed too: {cleanup}")]
+    #[error(
+        "{}; cleaning up failed too: {}",
+        manifests::error::chain(error),
+        manifests::error::chain(cleanup)
+    )]
     CleanupFailed {
         error: Box<PodError>,
         cleanup: Box<PodError>,
@@ -1293,20 +1296,17 @@ fn read_info(pod: Pod) -> PodInfo {
         Ok(Some(bytes)) => match PodManifest::from_slice(&bytes) {
             Ok(m) => Some(m),
             Err(source) => {
-                errors.push(
-                    PodError::ParseManifest {
-                        uuid: uuid.to_string(),
-                        path: manifest_path.clone(),
-                        source,
-                    }
-                    .to_string(),
-                );
+                errors.push(manifests::error::chain(&PodError::ParseManifest {
+                    uuid: uuid.to_string(),
+                    path: manifest_path.clone(),
+                    source,
+                }));
                 None
             }
         },
         Ok(None) => None,
         Err(e) => {
-            errors.push(e.to_string());
+            errors.push(manifests::error::chain(&e));
             None
         }
     };
@@ -1315,26 +1315,23 @@ fn read_info(pod: Pod) -> PodInfo {
         Ok(Some(bytes)) => match RuntimeConfig::from_slice(&bytes) {
             Ok(r) => Some(r),
             Err(source) => {
-                errors.push(
-                    PodError::ParseRuntime {
-                        uuid: uuid.to_string(),
-                        path: runtime_path.clone(),
-                        source,
-                    }
-                    .to_string(),
-                );
+                errors.push(manifests::error::chain(&PodError::ParseRuntime {
+                    uuid: uuid.to_string(),
+                    path: runtime_path.clone(),
+                    source,
+                }));
                 None
             }
         },
         Ok(None) => None,
         Err(e) => {
-            errors.push(e.to_string());
+            errors.push(manifests::error::chain(&e));
             None
         }
     };
     let pid_path = dir.join(PID_FILE);
     let pid = read_pid(uuid, &pid_path).unwrap_or_else(|e| {
-        errors.push(e.to_string());
+        errors.push(manifests::error::chain(&e));
         None
     });
 
@@ -1373,7 +1370,7 @@ fn read_info(pod: Pod) -> PodInfo {
                 },
                 Ok(None) => None,
                 Err(e) => {
-                    errors.push(e.to_string());
+                    errors.push(manifests::error::chain(&e));
                     None
                 }
             };
