@@ -14,7 +14,7 @@ pub const AC_VERSION: &str = "0.8.11";
 /// Errors from parsing or validating appc documents.
 #[derive(Debug, thiserror::Error)]
 pub enum AppcError {
-    #[error("invalid image manifest JSON: {0}")]
+    #[error("invalid image manifest JSON")]
     Json(#[from] serde_json::Error),
     #[error("acKind must be \"ImageManifest\", found {0:?}")]
     Kind(String),

@@ -3,6 +3,7 @@
 //! directory's files (see [`poddir`]).
 
 pub mod appc;
+pub mod error;
 pub mod k8s;
 pub mod pod;
 pub mod poddir;

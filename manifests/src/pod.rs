@@ -17,7 +17,7 @@ pub const POD_MANIFEST_KIND: &str = "PodManifest";
 /// Errors from parsing or validating a pod manifest.
 #[derive(Debug, thiserror::Error)]
 pub enum PodManifestError {
-    #[error("invalid pod manifest JSON: {0}")]
+    #[error("invalid pod manifest JSON")]
     Json(#[from] serde_json::Error),
     #[error("acKind must be \"PodManifest\", found {0:?}")]
     Kind(String),

@@ -439,7 +439,7 @@ impl RuntimeConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("invalid runtime.json: {0}")]
+    #[error("invalid runtime.json")]
     Json(#[from] serde_json::Error),
     #[error("runtime.json has interface version {0}; this stage1 speaks version 1")]
     Version(u32),

@@ -16,6 +16,7 @@ use super::k8s::{DesiredPod, ManifestError, PodKey, ReplaceStrategy};
 use super::mapping::{self, error_at, MapContext, MapError};
 use super::observe::{self, SeenPod};
 use super::plan::Work;
+use manifests::error::chain;
 use stage0::image::fetch::Progress;
 use stage0::image::store::Store;
 use stage0::image::trust::Keystore;
@@ -45,55 +46,74 @@ pub struct Job {
 /// created, a pod that stops after all). Both back off today: a failed creation of
 /// either kind is retried after the key's back-off, and a new spec hash starts a new
 /// history (so fixing the file retries at once).
-#[derive(Debug, thiserror::Error)]
+///
+/// The wrappers of another error (`Spec`, `HostPath`, `Prepare`, `Pod`) are transparent:
+/// they read as the error they carry and pass on its causes, so [`chain`] prints each
+/// cause once. `Start` carries two errors (the start and its cleanup) and is a leaf
+/// whose message holds both chains.
+#[derive(Debug)]
 pub enum ActError {
     /// The manifest cannot be turned into a pod request (unknown capability, an
     /// unsupported volume or option): permanent until the file changes.
-    #[error("{source}")]
-    Spec {
-        field: String,
-        #[source]
-        source: MapError,
-    },
+    Spec { field: String, source: MapError },
     /// A host path volume could not be checked or created: the host may change.
-    #[error("{source}")]
-    HostPath {
-        field: String,
-        #[source]
-        source: MapError,
-    },
+    HostPath { field: String, source: MapError },
     /// Preparing the pod (fetch, verification, render, prepare) failed.
-    #[error("{source}")]
-    Prepare {
-        field: String,
-        #[source]
-        source: PrepareError,
-    },
+    Prepare { field: String, source: PrepareError },
     /// The prepared pod could not be started (and was removed, or removing it failed too).
-    #[error("cannot start pod {uuid}: {source}{}", cleanup.as_ref().map(|c| format!(" (and removing it failed: {c})")).unwrap_or_default())]
     Start {
         uuid: String,
-        #[source]
         source: Box<PodError>,
         cleanup: Option<Box<PodError>>,
     },
     /// A stop-first replacement could not stop the old pod.
-    #[error("cannot stop the old pod {old}: {source}")]
-    StopOld {
-        old: String,
-        #[source]
-        source: Box<ActError>,
-    },
+    StopOld { old: String, source: Box<ActError> },
     /// A start-first replacement's new pod did not become ready; the old one stays.
-    #[error("the new pod {uuid} did not become ready: {reason}; the old pod {old} keeps running")]
     NotReady {
         uuid: String,
         old: String,
         reason: String,
     },
     /// Stopping or removing a pod failed.
-    #[error("{0}")]
-    Pod(#[source] Box<PodError>),
+    Pod(Box<PodError>),
+}
+
+impl std::fmt::Display for ActError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ActError::Spec { source, .. } | ActError::HostPath { source, .. } => source.fmt(f),
+            ActError::Prepare { source, .. } => source.fmt(f),
+            ActError::Pod(source) => source.fmt(f),
+            ActError::Start {
+                uuid,
+                source,
+                cleanup,
+            } => {
+                write!(f, "cannot start pod {uuid}: {}", chain(source.as_ref()))?;
+                if let Some(c) = cleanup {
+                    write!(f, " (and removing it failed: {})", chain(c.as_ref()))?;
+                }
+                Ok(())
+            }
+            ActError::StopOld { old, .. } => write!(f, "cannot stop the old pod {old}"),
+            ActError::NotReady { uuid, old, reason } => write!(
+                f,
+                "the new pod {uuid} did not become ready: {reason}; the old pod {old} keeps running"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ActError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ActError::Spec { source, .. } | ActError::HostPath { source, .. } => source.source(),
+            ActError::Prepare { source, .. } => source.source(),
+            ActError::Pod(source) => source.source(),
+            ActError::StopOld { source, .. } => Some(source.as_ref()),
+            ActError::Start { .. } | ActError::NotReady { .. } => None,
+        }
+    }
 }
 
 impl From<PodError> for ActError {
@@ -135,7 +155,7 @@ impl ActError {
 
     /// The error as reported at the pod's document (status `lastError`).
     pub fn at(&self, pod: &DesiredPod) -> ManifestError {
-        error_at(pod, self.field(), self.to_string())
+        error_at(pod, self.field(), chain(self))
     }
 }
 
@@ -266,7 +286,10 @@ impl Execute for Executor {
     }
     fn check_network(&self, uuid: &str) -> Result<(), String> {
         let dir = self.pods.running_dir(uuid);
-        self.pods.network().check(&dir).map_err(|e| e.to_string())
+        self.pods
+            .network()
+            .check(&dir)
+            .map_err(|e| chain(e.as_ref()))
     }
     fn stop_pod(&self, uuid: &str) -> Result<(), ActError> {
         Executor::stop_pod(self, uuid)
@@ -401,12 +424,12 @@ impl Executor {
     /// ready (`apps/<app>/ready`).
     fn wait_ready(&self, uuid: &str) -> Result<(), String> {
         let deadline = std::time::Instant::now() + START_FIRST_READY_TIMEOUT;
-        let pod = self.pods.resolve(uuid).map_err(|e| e.to_string())?;
+        let pod = self.pods.resolve(uuid).map_err(|e| chain(&e))?;
         self.pods
             .wait_ready(&pod, Some(START_FIRST_READY_TIMEOUT))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| chain(&e))?;
         loop {
-            let info = self.pods.info(&pod).map_err(|e| e.to_string())?;
+            let info = self.pods.info(&pod).map_err(|e| chain(&e))?;
             let seen = super::observe::seen(&info);
             if !info.state.is_running() {
                 return Err(format!("it is {}", info.state));

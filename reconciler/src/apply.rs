@@ -21,15 +21,15 @@ use super::observe::{is_manifest_name, parse_manifest, DirScan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read { path: PathBuf, source: io::Error },
     #[error("cannot read standard input: {0}")]
     Stdin(io::Error),
     #[error("{} holds no manifest (*.yaml, *.yml, *.json)", path.display())]
     EmptyDir { path: PathBuf },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write { path: PathBuf, source: io::Error },
-    #[error("cannot remove {}: {source}", path.display())]
+    #[error("cannot remove {}", path.display())]
     Remove { path: PathBuf, source: io::Error },
 }
 

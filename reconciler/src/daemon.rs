@@ -69,11 +69,11 @@ pub struct Options {
 pub enum DaemonError {
     #[error("another rkt reconcile (pid {pid}) is running on {}; one per data directory", dir.display())]
     Locked { dir: PathBuf, pid: String },
-    #[error("cannot lock {}: {source}", path.display())]
+    #[error("cannot lock {}", path.display())]
     Lock { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Status(#[from] StatusError),
-    #[error("cannot watch {}: {source}", path.display())]
+    #[error("cannot watch {}", path.display())]
     Watch { path: PathBuf, source: io::Error },
     #[error("cannot handle signals: {0}")]
     Signals(io::Error),
@@ -353,7 +353,7 @@ struct Memory {
 impl Memory {
     fn load(data_dir: &std::path::Path) -> Memory {
         let state = status::read_state(data_dir).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "ignoring an unreadable reconcile state");
+            tracing::warn!(error = %manifests::error::chain(&e), "ignoring an unreadable reconcile state");
             State::default()
         });
         let previous = status::read_status(data_dir)
@@ -392,7 +392,9 @@ impl Memory {
         if state != self.saved {
             match status::write_state(data_dir, &state) {
                 Ok(()) => self.saved = state,
-                Err(e) => tracing::error!(error = %e, "cannot write the reconcile state"),
+                Err(e) => {
+                    tracing::error!(error = %manifests::error::chain(&e), "cannot write the reconcile state")
+                }
             }
         }
     }
@@ -627,7 +629,7 @@ impl<X: Execute, C: Clock, E: Events> Loop<X, C, E> {
         let seen = match self.exec.observe() {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "cannot list pods to stop them");
+                tracing::error!(error = %manifests::error::chain(&e), "cannot list pods to stop them");
                 return;
             }
         };
@@ -638,7 +640,7 @@ impl<X: Execute, C: Clock, E: Events> Loop<X, C, E> {
                 let exec = &self.exec;
                 scope.spawn(move || {
                     if let Err(e) = exec.stop_pod(&s.pod.uuid) {
-                        tracing::error!(pod = %s.pod.key, uuid = %s.pod.uuid, error = %e, "cannot stop pod");
+                        tracing::error!(pod = %s.pod.key, uuid = %s.pod.uuid, error = %manifests::error::chain(&e), "cannot stop pod");
                     }
                 });
             }
@@ -670,11 +672,11 @@ impl<X: Execute, C: Clock, E: Events> Loop<X, C, E> {
                     };
                     let now = self.clock.wall();
                     let retry = back_off(self.memory.hist_mut(key, hash), at, &backoff, now);
-                    tracing::warn!(pod = %key, error = %error, permanent, retry_at = ?retry.map(super::time::format), "pod action failed");
+                    tracing::warn!(pod = %key, error = %manifests::error::chain(&error), permanent, retry_at = ?retry.map(super::time::format), "pod action failed");
                     self.wake_at = min_time(self.wake_at, retry);
                 }
                 Outcome::RemoveFailed { uuid, error } => {
-                    tracing::warn!(pod = %key, uuid = %uuid, error = %error, "cannot remove pod; will try again");
+                    tracing::warn!(pod = %key, uuid = %uuid, error = %manifests::error::chain(&error), "cannot remove pod; will try again");
                     let file = self
                         .memory
                         .previous
@@ -722,8 +724,8 @@ impl<X: Execute, C: Clock, E: Events> Loop<X, C, E> {
         let mut seen = match self.exec.observe() {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "cannot list pods");
-                let msg = format!("cannot list pods: {e}");
+                tracing::error!(error = %manifests::error::chain(&e), "cannot list pods");
+                let msg = format!("cannot list pods: {}", manifests::error::chain(&e));
                 self.write_status(&scan, &view, Vec::new(), Some(msg), now);
                 return;
             }
@@ -817,7 +819,7 @@ impl<X: Execute, C: Clock, E: Events> Loop<X, C, E> {
             pods,
         };
         if let Err(e) = status::write_status(&self.opts.data_dir, &file) {
-            tracing::error!(error = %e, "cannot write the status");
+            tracing::error!(error = %manifests::error::chain(&e), "cannot write the status");
         }
         self.memory.previous = file.pods;
         self.memory.save(&self.opts.data_dir);

@@ -156,7 +156,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("rkt: {}", cmd::format_error(&err));
+            // `{:#}` prints the error and its causes: `what failed: because: because`.
+            eprintln!("rkt: {err:#}");
             ExitCode::from(EXIT_RKT_ERROR)
         }
     }

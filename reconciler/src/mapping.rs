@@ -39,7 +39,7 @@ pub enum MapError {
         path: PathBuf,
         kind: String,
     },
-    #[error("volume {name}: cannot create hostPath {}: {source}", path.display())]
+    #[error("volume {name}: cannot create hostPath {}", path.display())]
     HostPathCreate {
         name: String,
         path: PathBuf,

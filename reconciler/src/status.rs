@@ -34,18 +34,18 @@ pub const STATUS_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
-    #[error("cannot create {}: {source}", path.display())]
+    #[error("cannot create {}", path.display())]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write { path: PathBuf, source: io::Error },
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read { path: PathBuf, source: io::Error },
-    #[error("cannot parse {}: {source}", path.display())]
+    #[error("cannot parse {}", path.display())]
     Parse {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("cannot encode {}: {source}", path.display())]
+    #[error("cannot encode {}", path.display())]
     Encode {
         path: PathBuf,
         source: serde_json::Error,

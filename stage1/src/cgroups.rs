@@ -48,25 +48,25 @@ pub enum CgroupError {
         controller: &'static str,
         root: PathBuf,
     },
-    #[error("cannot create cgroup {path}: {source}")]
+    #[error("cannot create cgroup {path}")]
     Create { path: PathBuf, source: io::Error },
-    #[error("cannot write {value:?} to {path}: {source}")]
+    #[error("cannot write {value:?} to {path}")]
     Write {
         path: PathBuf,
         value: String,
         source: io::Error,
     },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: PathBuf, source: io::Error },
-    #[error("cannot remove cgroup {path}: {source}")]
+    #[error("cannot remove cgroup {path}")]
     Remove { path: PathBuf, source: io::Error },
     #[error("cgroup {path} is still busy after {waited:?}")]
     Busy { path: PathBuf, waited: Duration },
     #[error("refusing to remove {path}: not a pod cgroup (no `rkt/<pod>` in its path)")]
     NotPodCgroup { path: PathBuf },
-    #[error("app {app}: {source}")]
+    #[error("app {app}")]
     Devices { app: String, source: DeviceError },
-    #[error("invalid cgroup list {path}: {source}")]
+    #[error("invalid cgroup list {path}")]
     List {
         path: PathBuf,
         source: serde_json::Error,

@@ -71,7 +71,7 @@ pub enum Allow {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
-    #[error("volume {volume}: cannot read {path}: {source}", path = path.display())]
+    #[error("volume {volume}: cannot read {path}", path = path.display())]
     Volume {
         volume: String,
         path: std::path::PathBuf,
@@ -85,18 +85,19 @@ pub enum DeviceError {
         volume: String,
         path: std::path::PathBuf,
     },
-    #[error("cannot load the device cgroup program ({insns} instructions): {source}{log}")]
+    #[error("cannot load the device cgroup program ({insns} instructions): {error}{log}")]
     Load {
         insns: usize,
-        source: io::Error,
+        /// Not a `source`: the verifier's log, about this failure, follows it in the message.
+        error: io::Error,
         log: String,
     },
-    #[error("cannot attach the device cgroup program to {path}: {source}", path = path.display())]
+    #[error("cannot attach the device cgroup program to {path}", path = path.display())]
     Attach {
         path: std::path::PathBuf,
         source: io::Error,
     },
-    #[error("cannot open cgroup {path}: {source}", path = path.display())]
+    #[error("cannot open cgroup {path}", path = path.display())]
     Open {
         path: std::path::PathBuf,
         source: io::Error,
@@ -461,7 +462,7 @@ pub fn load(prog: &[Insn]) -> Result<OwnedFd, DeviceError> {
             let text = String::from_utf8_lossy(&log[..end]).trim().to_string();
             Err(DeviceError::Load {
                 insns: prog.len(),
-                source,
+                error: source,
                 log: if text.is_empty() {
                     String::new()
                 } else {

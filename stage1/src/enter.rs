@@ -44,30 +44,30 @@ pub enum EnterError {
     PodNotRunning { pod_dir: PathBuf, reason: String },
     #[error("app {app} is not running: {reason}")]
     AppNotRunning { app: String, reason: String },
-    #[error("cannot read {path}: {source}", path = path.display())]
+    #[error("cannot read {path}", path = path.display())]
     Read { path: PathBuf, source: io::Error },
     #[error(transparent)]
     JoinCgroup(#[from] CgroupError),
-    #[error("cannot open {path}: {source}", path = path.display())]
+    #[error("cannot open {path}", path = path.display())]
     OpenNamespace { path: PathBuf, source: Errno },
-    #[error("cannot join the app's {ns} namespace: {source}")]
+    #[error("cannot join the app's {ns} namespace")]
     SetNamespace { ns: &'static str, source: Errno },
     #[error("cannot switch to the app's root: {0}")]
     SwitchRoot(Errno),
-    #[error("app {app}: {source}")]
+    #[error("app {app}")]
     Security { app: String, source: SecurityError },
-    #[error("app {app}: {source}")]
+    #[error("app {app}")]
     UserNamespace {
         app: String,
         source: crate::userns::UsernsError,
     },
-    #[error("app {app}: {source}")]
+    #[error("app {app}")]
     Seccomp { app: String, source: SeccompError },
     #[error(transparent)]
     Command(Box<LaunchError>),
-    #[error("cannot start {program}: {source}", program = program.display())]
+    #[error("cannot start {program}", program = program.display())]
     Spawn { program: PathBuf, source: io::Error },
-    #[error("cannot wait for {program}: {source}", program = program.display())]
+    #[error("cannot wait for {program}", program = program.display())]
     Wait { program: PathBuf, source: io::Error },
 }
 

@@ -47,17 +47,17 @@ const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum InitError {
     #[error(transparent)]
     Config(#[from] crate::podfiles::ConfigError),
-    #[error("cannot set the parent death signal: {0}")]
+    #[error("cannot set the parent death signal")]
     DeathSignal(#[source] io::Error),
     #[error("stage1 run exited before the pod started")]
     ParentGone,
-    #[error("cannot set up signal handling: {0}")]
+    #[error("cannot set up signal handling")]
     Signals(#[source] io::Error),
-    #[error("cannot set the hostname to {hostname:?}: {source}")]
+    #[error("cannot set the hostname to {hostname:?}")]
     Hostname { hostname: String, source: io::Error },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write { path: PathBuf, source: io::Error },
-    #[error("cannot remove {path}: {source}")]
+    #[error("cannot remove {path}")]
     Remove { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Probe(#[from] ProbeError),
@@ -67,9 +67,9 @@ pub enum InitError {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Log(#[from] LogError),
-    #[error("cannot start app {app}: {source}")]
+    #[error("cannot start app {app}")]
     Spawn { app: String, source: io::Error },
-    #[error("cannot wait for the apps: {0}")]
+    #[error("cannot wait for the apps")]
     Wait(#[source] io::Error),
     #[error("an interactive pod has exactly one app; this one has {0}")]
     InteractiveApps(usize),

@@ -46,18 +46,18 @@ pub const EXIT_SETUP_FAILED: i32 = 254;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("app {app}: {source}")]
+    #[error("app {app}")]
     JoinCgroup { app: String, source: CgroupError },
-    #[error("app {app}: {source}")]
+    #[error("app {app}")]
     Rootfs {
         app: String,
         source: Box<RootfsError>,
     },
-    #[error("app {app}: {source}")]
+    #[error("app {app}")]
     Security { app: String, source: SecurityError },
-    #[error("app {app}: {source}")]
+    #[error("app {app}")]
     UserNamespace { app: String, source: UsernsError },
-    #[error("app {app}: {source}")]
+    #[error("app {app}")]
     Seccomp { app: String, source: SeccompError },
     #[error("app {app} has an empty exec list")]
     NoExec { app: String },
@@ -73,7 +73,7 @@ pub enum LaunchError {
         program: String,
         path: PathBuf,
     },
-    #[error("app {app}: cannot run {path}: {source}{hint}", path = path.display(),
+    #[error("app {app}: cannot run {path}{hint}", path = path.display(),
         hint = if source.kind() == io::ErrorKind::NotFound {
             " (the file or its interpreter is missing in the app's image)"
         } else { "" })]

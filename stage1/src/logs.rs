@@ -13,11 +13,11 @@ use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("cannot open log {path}: {source}")]
+    #[error("cannot open log {path}")]
     Open { path: PathBuf, source: io::Error },
-    #[error("cannot write log {path}: {source}")]
+    #[error("cannot write log {path}")]
     Write { path: PathBuf, source: io::Error },
-    #[error("cannot rotate log {path}: {source}")]
+    #[error("cannot rotate log {path}")]
     Rotate { path: PathBuf, source: io::Error },
 }
 
@@ -183,7 +183,7 @@ pub fn pump<R: Read + Send + 'static>(
                     };
                     if let Err(e) = res {
                         if !log_failed {
-                            eprintln!("stage1: {e}");
+                            eprintln!("stage1: {}", manifests::error::chain(&e));
                             log_failed = true;
                         }
                     }

@@ -589,7 +589,7 @@ fn cmd_app_exec(args: &Args) -> anyhow::Result<i32> {
     match launch::exec_app(pod_dir, &cfg, app, &args.cgroups, userns) {
         Ok(never) => match never {},
         Err(e) => {
-            eprintln!("stage1: {e}");
+            eprintln!("stage1: {}", manifests::error::chain(&e));
             Ok(e.exit_code())
         }
     }
@@ -614,7 +614,7 @@ fn cmd_enter(args: &Args) -> anyhow::Result<i32> {
     match enter::enter(pod_dir, &cfg, name, &command) {
         Ok(code) => Ok(code),
         Err(e) => {
-            eprintln!("stage1: {e}");
+            eprintln!("stage1: {}", manifests::error::chain(&e));
             Ok(e.exit_code())
         }
     }

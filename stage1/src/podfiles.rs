@@ -11,9 +11,9 @@ use manifests::runtime::{RuntimeConfig, RuntimeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: PathBuf, source: io::Error },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Parse { path: PathBuf, source: RuntimeError },
 }
 

@@ -58,11 +58,11 @@ pub enum ProbeKind {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("cannot write {path}: {source}", path = path.display())]
+    #[error("cannot write {path}", path = path.display())]
     Write { path: PathBuf, source: io::Error },
-    #[error("cannot remove {path}: {source}", path = path.display())]
+    #[error("cannot remove {path}", path = path.display())]
     Remove { path: PathBuf, source: io::Error },
-    #[error("cannot set up probe notifications: {0}")]
+    #[error("cannot set up probe notifications")]
     Notify(#[source] io::Error),
 }
 

@@ -25,11 +25,11 @@ pub const ESCAPE_WINDOW: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PtyError {
-    #[error("cannot allocate a pty: {0}")]
+    #[error("cannot allocate a pty")]
     Open(#[source] io::Error),
-    #[error("cannot open the pty slave {path}: {source}")]
+    #[error("cannot open the pty slave {path}")]
     OpenSlave { path: PathBuf, source: io::Error },
-    #[error("cannot set the terminal to raw mode: {0}")]
+    #[error("cannot set the terminal to raw mode")]
     Raw(#[source] io::Error),
 }
 
@@ -225,7 +225,7 @@ impl Relay {
                 if let Some(log) = &mut self.log {
                     if let Err(e) = log.append(&buf[..n]) {
                         if !self.log_failed {
-                            eprintln!("stage1: {e}");
+                            eprintln!("stage1: {}", manifests::error::chain(&e));
                             self.log_failed = true;
                         }
                     }

@@ -31,16 +31,16 @@ const REAPER_ID: u32 = 65534;
 pub enum ReaperError {
     #[error("cannot create the apps' PID namespace: {0}")]
     Unshare(Errno),
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {path}")]
     Open { path: &'static str, source: Errno },
     #[error("cannot switch the PID namespace for new processes: {0}")]
     SetNs(Errno),
     #[error("cannot start the apps' reaper: {0}")]
     Spawn(io::Error),
-    #[error("reaper: {step}: {source}")]
+    #[error("reaper: {step}")]
     Setup { step: &'static str, source: Errno },
-    #[error("reaper: {0}")]
-    Privileges(security::SecurityError),
+    #[error("reaper")]
+    Privileges(#[source] security::SecurityError),
 }
 
 /// The apps' PID namespace and its reaper.

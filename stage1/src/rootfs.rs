@@ -57,27 +57,28 @@ pub enum RootfsError {
     Unshare(Errno),
     #[error("cannot make the mount tree private to the app: {0}")]
     Propagation(Errno),
-    #[error("cannot create {path}: {source}", path = path.display())]
+    #[error("cannot create {path}", path = path.display())]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("cannot read {path}: {source}", path = path.display())]
+    #[error("cannot read {path}", path = path.display())]
     Stat { path: PathBuf, source: io::Error },
     #[error(
         "cannot mount the overlay filesystem at {target} (image {lower}, writes to {upper}): \
-         {source}{detail}",
+         {errno}{detail}",
         target = target.display(), lower = lower.display(), upper = upper.display()
     )]
     Overlay {
         target: PathBuf,
         lower: PathBuf,
         upper: PathBuf,
-        source: Errno,
+        /// Not a `source`: the detail, about this failure, follows it in the message.
+        errno: Errno,
         /// What the kernel logged about the failure and a hint when the cause is
         /// recognised, each prefixed with "; ".
         detail: String,
     },
     #[error("path {path:?} {reason}")]
     InvalidPath { path: String, reason: &'static str },
-    #[error("cannot resolve {path} in the app's root: {source}")]
+    #[error("cannot resolve {path} in the app's root")]
     Resolve { path: String, source: io::Error },
     #[error("{path} in the app's root is {found}, but {expected} is needed")]
     WrongKind {
@@ -85,19 +86,19 @@ pub enum RootfsError {
         found: &'static str,
         expected: &'static str,
     },
-    #[error("cannot mount {what} at {path}: {source}")]
+    #[error("cannot mount {what} at {path}")]
     Mount {
         what: String,
         path: String,
         source: Errno,
     },
-    #[error("cannot make {path} read-only: {source}")]
+    #[error("cannot make {path} read-only")]
     Remount { path: String, source: Errno },
-    #[error("cannot create /dev/{name}: {source}")]
+    #[error("cannot create /dev/{name}")]
     Device { name: String, source: Errno },
     #[error("app {app} mounts volume {volume}, which the pod does not define")]
     UnknownVolume { app: String, volume: String },
-    #[error("volume {volume}: source {path}: {source}", path = path.display())]
+    #[error("volume {volume}: source {path}", path = path.display())]
     VolumeSource {
         volume: String,
         path: PathBuf,
@@ -113,11 +114,11 @@ pub enum RootfsError {
     },
     #[error("invalid dns setting {value:?}: {reason}")]
     Dns { value: String, reason: &'static str },
-    #[error("cannot write {path}: {source}", path = path.display())]
+    #[error("cannot write {path}", path = path.display())]
     WriteFile { path: PathBuf, source: io::Error },
     #[error(transparent)]
     UserNamespace(#[from] crate::userns::UsernsError),
-    #[error("cannot switch the root to {path}: {source}", path = path.display())]
+    #[error("cannot switch the root to {path}", path = path.display())]
     SwitchRoot { path: PathBuf, source: Errno },
     #[error("cannot detach the old root: {0}")]
     DetachOldRoot(Errno),
@@ -132,9 +133,9 @@ pub enum RootfsError {
         found: String,
         expected: &'static str,
     },
-    #[error("working directory {path} does not exist and cannot be created: {source}")]
+    #[error("working directory {path} does not exist and cannot be created")]
     WorkingDir { path: String, source: io::Error },
-    #[error("cannot change directory to {path}: {source}")]
+    #[error("cannot change directory to {path}")]
     Chdir { path: String, source: Errno },
 }
 
@@ -602,7 +603,7 @@ pub fn mount_overlay(
             target: dirs.rootfs.clone(),
             lower: image.to_path_buf(),
             upper: dirs.upper.clone(),
-            source,
+            errno: source,
             detail: kernel + &hint,
         }
     };

@@ -75,35 +75,35 @@ pub enum SecurityError {
     UnknownUser { user: String, path: PathBuf },
     #[error("group {group} is not in {path} and is not a number", path = path.display())]
     UnknownGroup { group: String, path: PathBuf },
-    #[error("cannot read {path}: {source}", path = path.display())]
+    #[error("cannot read {path}", path = path.display())]
     ReadAccountFile { path: PathBuf, source: io::Error },
-    #[error("cannot read the owner of {path} (the app's user or group): {source}", path = path.display())]
+    #[error("cannot read the owner of {path} (the app's user or group)", path = path.display())]
     StatOwnerFile { path: PathBuf, source: io::Error },
     #[error("{what} id {id} is not valid")]
     InvalidId { what: &'static str, id: u32 },
-    #[error("drop capability {name} from the bounding set: {source}")]
+    #[error("drop capability {name} from the bounding set")]
     DropBounding {
         name: String,
         source: rustix::io::Errno,
     },
     #[error("clear the ambient capability set: {0}")]
     ClearAmbient(rustix::io::Errno),
-    #[error("set supplementary groups {gids:?}: {source}")]
+    #[error("set supplementary groups {gids:?}")]
     SetGroups {
         gids: Vec<u32>,
         source: rustix::io::Errno,
     },
-    #[error("set gid {gid}: {source}")]
+    #[error("set gid {gid}")]
     SetGid { gid: u32, source: rustix::io::Errno },
-    #[error("set uid {uid}: {source}")]
+    #[error("set uid {uid}")]
     SetUid { uid: u32, source: rustix::io::Errno },
     #[error("set capabilities: {0}")]
     SetCapabilities(rustix::io::Errno),
     #[error("set no_new_privs: {0}")]
     NoNewPrivs(rustix::io::Errno),
-    #[error("list open file descriptors in {}: {source}", path.display())]
+    #[error("list open file descriptors in {}", path.display())]
     ListFds { path: PathBuf, source: io::Error },
-    #[error("mark file descriptor {fd} close-on-exec: {source}")]
+    #[error("mark file descriptor {fd} close-on-exec")]
     Cloexec { fd: i32, source: rustix::io::Errno },
 }
 

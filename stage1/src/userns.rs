@@ -30,19 +30,19 @@ use rustix::io::Errno;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UsernsError {
-    #[error("cannot start the user namespace helper: {0}")]
+    #[error("cannot start the user namespace helper")]
     Spawn(#[source] io::Error),
     #[error("the user namespace helper failed before the namespace was made")]
     HelperFailed,
-    #[error("cannot write {path}: {source}", path = path.display())]
+    #[error("cannot write {path}", path = path.display())]
     WriteMap { path: PathBuf, source: io::Error },
-    #[error("cannot open {path}: {source}", path = path.display())]
+    #[error("cannot open {path}", path = path.display())]
     Open { path: PathBuf, source: Errno },
     #[error("cannot join the pod's user namespace: {0}")]
     Join(Errno),
     #[error("the pod has a user namespace but stage1 was given no handle on it (--userns-fd)")]
     NoHandle,
-    #[error("cannot mount {path} id-mapped for the pod's user namespace ({step}): {source}", path = path.display())]
+    #[error("cannot mount {path} id-mapped for the pod's user namespace ({step})", path = path.display())]
     Idmap {
         path: PathBuf,
         step: &'static str,

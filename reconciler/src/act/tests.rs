@@ -124,7 +124,7 @@ fn errors_say_whether_only_a_new_manifest_can_fix_them() {
     for (error, permanent, field, message) in cases {
         assert_eq!(error.is_permanent(), permanent, "{error:?}");
         assert_eq!(error.field(), field, "{error:?}");
-        assert_eq!(error.to_string(), message);
+        assert_eq!(manifests::error::chain(&error), message);
     }
 }
 

@@ -104,7 +104,10 @@ pub fn run(cli: &Cli, command: &ImageCommand) -> Result<ExitCode> {
                 }) {
                     Ok(info) => println!("successfully removed image {}", short_id(&info.id)),
                     Err(e) => {
-                        eprintln!("rkt: cannot remove image {input}: {e}");
+                        eprintln!(
+                            "rkt: cannot remove image {input}: {}",
+                            manifests::error::chain(&e)
+                        );
                         failed += 1;
                     }
                 }
@@ -201,11 +204,11 @@ pub fn run(cli: &Cli, command: &ImageCommand) -> Result<ExitCode> {
             for info in &targets {
                 let mut problems = Vec::new();
                 if let Err(e) = store.verify_blob(&info.id) {
-                    problems.push(e.to_string());
+                    problems.push(manifests::error::chain(&e));
                 }
                 if trees.is_rendered(&info.id) {
                     if let Err(e) = trees.verify(&info.id) {
-                        problems.push(e.to_string());
+                        problems.push(manifests::error::chain(&e));
                     }
                 }
                 if problems.is_empty() {

@@ -17,20 +17,6 @@ use stage0::image::trust::Keystore;
 
 use crate::Cli;
 
-/// Render an error and its causes on one line: `what failed: because: because`.
-pub fn format_error(err: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        let s = cause.to_string();
-        // thiserror messages often embed their source already; skip exact repeats.
-        if parts.last().is_some_and(|p| p.ends_with(&s)) {
-            continue;
-        }
-        parts.push(s);
-    }
-    parts.join(": ")
-}
-
 pub fn open_store(cli: &Cli) -> Result<Store> {
     let cas = cli.dirs().cas();
     Store::open(&cas).with_context(|| format!("cannot open the image store at {}", cas.display()))

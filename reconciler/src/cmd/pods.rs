@@ -303,7 +303,7 @@ pub fn stop(cli: &Cli, args: &StopArgs) -> Result<ExitCode> {
         {
             Ok(pod) => println!("{}", pod.uuid),
             Err(e) => {
-                eprintln!("rkt: cannot stop pod {u}: {e}");
+                eprintln!("rkt: cannot stop pod {u}: {}", manifests::error::chain(&e));
                 failed += 1;
             }
         }
@@ -328,7 +328,10 @@ pub fn rm(cli: &Cli, args: &RmArgs) -> Result<ExitCode> {
                 println!("{}", removal.uuid);
             }
             Err(e) => {
-                eprintln!("rkt: cannot remove pod {u}: {e}");
+                eprintln!(
+                    "rkt: cannot remove pod {u}: {}",
+                    manifests::error::chain(&e)
+                );
                 failed += 1;
             }
         }
@@ -363,7 +366,11 @@ pub fn gc(cli: &Cli, args: &GcArgs) -> Result<ExitCode> {
         println!("garbage collected pod {}", r.uuid);
     }
     for f in &report.failures {
-        eprintln!("rkt: cannot collect pod {}: {}", f.uuid, f.error);
+        eprintln!(
+            "rkt: cannot collect pod {}: {}",
+            f.uuid,
+            manifests::error::chain(&f.error)
+        );
     }
     Ok(if report.failures.is_empty() {
         ExitCode::SUCCESS

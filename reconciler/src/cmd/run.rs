@@ -149,7 +149,7 @@ pub struct RunPreparedArgs {
 }
 
 fn parse_volume(s: &str) -> Result<Volume, String> {
-    run_args::parse_volume(s).map_err(|e| e.to_string())
+    run_args::parse_volume(s).map_err(|e| manifests::error::chain(&e))
 }
 
 fn parse_mount(s: &str) -> Result<MountArg, String> {
@@ -157,7 +157,7 @@ fn parse_mount(s: &str) -> Result<MountArg, String> {
 }
 
 fn parse_port(s: &str) -> Result<ExposedPort, String> {
-    net::parse_port(s).map_err(|e| e.to_string())
+    net::parse_port(s).map_err(|e| manifests::error::chain(&e))
 }
 
 fn net_options(cli: &Cli, mode: NetMode) -> NetOptions {
@@ -246,7 +246,10 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     if let Ok(pod) = pods.resolve(&uuid) {
         if pod.state.can_run() {
             if let Err(e) = pods.remove(&pod, &stage1) {
-                eprintln!("rkt: cannot remove the pod that failed to start: {e}");
+                eprintln!(
+                    "rkt: cannot remove the pod that failed to start: {}",
+                    manifests::error::chain(&e)
+                );
             }
         }
     }

@@ -31,7 +31,7 @@ pub enum RunArgsError {
     },
     #[error("app {app}: expected an image after ---")]
     EmptyApp { app: usize },
-    #[error("{0}")]
+    #[error(transparent)]
     Quantity(#[from] QuantityError),
     #[error("invalid {what} {value:?}: {reason}")]
     Spec {

@@ -102,7 +102,7 @@ pub struct UnpackStats {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
-    #[error("cannot open the extraction directory {}: {source}", path.display())]
+    #[error("cannot open the extraction directory {}", path.display())]
     OpenDest { path: PathBuf, source: io::Error },
     #[error("tar entry {entry}: absolute paths and `..` components are refused")]
     PathEscapes { entry: String },
@@ -116,7 +116,7 @@ pub enum ExtractError {
     ReplacesRoot { entry: String },
     #[error("tar entry {entry}: hardlink target {target} is outside the extracted tree")]
     HardlinkOutside { entry: String, target: String },
-    #[error("tar entry {entry}: cannot hardlink to {target}: {source}")]
+    #[error("tar entry {entry}: cannot hardlink to {target}")]
     HardlinkTarget {
         entry: String,
         target: String,
@@ -124,17 +124,17 @@ pub enum ExtractError {
     },
     #[error("tar entry {entry}: unsupported entry type {kind}")]
     UnsupportedType { entry: String, kind: String },
-    #[error("tar entry {entry}: invalid header: {source}")]
+    #[error("tar entry {entry}: invalid header")]
     BadHeader { entry: String, source: io::Error },
-    #[error("tar entry {entry}: {op}: {source}")]
+    #[error("tar entry {entry}: {op}")]
     Io {
         entry: String,
         op: &'static str,
         source: io::Error,
     },
-    #[error("tar entry {entry}: content is truncated or corrupt: {source}")]
+    #[error("tar entry {entry}: content is truncated or corrupt")]
     CorruptEntry { entry: String, source: io::Error },
-    #[error("corrupt or truncated tar stream: {source}")]
+    #[error("corrupt or truncated tar stream")]
     Corrupt { source: io::Error },
 }
 

@@ -22,7 +22,7 @@ pub enum ImageError {
     DependencyCycle { image: String, dependency: String },
     #[error("no image {0} in the store")]
     NotFound(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Reference(#[from] crate::image::reference::ImageRefError),
     #[error(transparent)]
     Oci(#[from] Box<OciError>),

@@ -39,34 +39,34 @@ const LOCK_DIR: &str = ".locks";
 pub enum TreeError {
     #[error("invalid tree id {id:?}: must be one path component not starting with '.'")]
     InvalidId { id: String },
-    #[error("cannot create {}: {source}", path.display())]
+    #[error("cannot create {}", path.display())]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("cannot lock {}: {source}", path.display())]
+    #[error("cannot lock {}", path.display())]
     Lock { path: PathBuf, source: io::Error },
-    #[error("cannot open layer {}: {source}", path.display())]
+    #[error("cannot open layer {}", path.display())]
     OpenLayer { path: PathBuf, source: io::Error },
-    #[error("cannot unpack layer {}: {source}", layer.display())]
+    #[error("cannot unpack layer {}", layer.display())]
     Unpack {
         layer: PathBuf,
         source: ExtractError,
     },
-    #[error("cannot apply the path whitelist in {}: {source}", path.display())]
+    #[error("cannot apply the path whitelist in {}", path.display())]
     Whitelist { path: PathBuf, source: io::Error },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     WriteFile { path: PathBuf, source: io::Error },
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     ReadFile { path: PathBuf, source: io::Error },
-    #[error("cannot move {} to {}: {source}", from.display(), to.display())]
+    #[error("cannot move {} to {}", from.display(), to.display())]
     Rename {
         from: PathBuf,
         to: PathBuf,
         source: io::Error,
     },
-    #[error("cannot remove {}: {source}", path.display())]
+    #[error("cannot remove {}", path.display())]
     Remove { path: PathBuf, source: io::Error },
-    #[error("cannot list {}: {source}", path.display())]
+    #[error("cannot list {}", path.display())]
     ReadDir { path: PathBuf, source: io::Error },
-    #[error("cannot hash the tree {} at {}: {source}", root.display(), entry)]
+    #[error("cannot hash the tree {} at {}", root.display(), entry)]
     Hash {
         root: PathBuf,
         entry: String,

@@ -21,13 +21,13 @@ use crate::pod::spec::{self as pod_spec, ResolvedApp, SpecError};
 pub enum PrepareError {
     #[error(transparent)]
     Reference(#[from] ImageRefError),
-    #[error("cannot fetch {image}: {source}")]
+    #[error("cannot fetch {image}")]
     Fetch {
         image: String,
         #[source]
         source: Box<FetchError>,
     },
-    #[error("cannot render {image}: {source}")]
+    #[error("cannot render {image}")]
     Render {
         image: String,
         #[source]

@@ -290,7 +290,7 @@ fn fetch_meta(
 }
 
 fn get_page(client: &HttpClient, url: &str) -> Result<String, AttemptOutcome> {
-    let failed = |e: HttpError| AttemptOutcome::Failed(e.to_string());
+    let failed = |e: HttpError| AttemptOutcome::Failed(manifests::error::chain(&e));
     let resp = client.get(url, None).map_err(failed)?;
     if !resp.is_success() {
         return Err(AttemptOutcome::Status(resp.status));

@@ -30,9 +30,9 @@ pub enum HttpError {
     InsecureHttp { url: String },
     #[error("cannot fetch {url}: only http and https URLs are supported")]
     UnsupportedScheme { url: String },
-    #[error("request to {url} failed: {source}")]
+    #[error("request to {url} failed")]
     Request { url: String, source: ureq::Error },
-    #[error("cannot read the response from {url}: {source}")]
+    #[error("cannot read the response from {url}")]
     ReadBody { url: String, source: io::Error },
     #[error("the response from {url} is larger than {limit} bytes")]
     TooLarge { url: String, limit: u64 },

@@ -94,25 +94,25 @@ pub enum FetchError {
          (rkt fetch) or use --pull-policy=new"
     )]
     NotInStore { image: String },
-    #[error("cannot read image file {path}: {source}", path = path.display())]
+    #[error("cannot read image file {path}", path = path.display())]
     OpenFile { path: PathBuf, source: io::Error },
-    #[error("cannot create a temporary file in {dir}: {source}", dir = dir.display())]
+    #[error("cannot create a temporary file in {dir}", dir = dir.display())]
     CreateTemp { dir: PathBuf, source: io::Error },
-    #[error("downloading {url} failed: {source}")]
+    #[error("downloading {url} failed")]
     Download { url: String, source: io::Error },
-    #[error("cannot write the download of {url} to {path}: {source}", path = path.display())]
+    #[error("cannot write the download of {url} to {path}", path = path.display())]
     WriteTemp {
         url: String,
         path: PathBuf,
         source: io::Error,
     },
-    #[error("cannot read the manifest of {image}: {source}")]
+    #[error("cannot read the manifest of {image}")]
     ReadArchive { image: String, source: io::Error },
-    #[error("cannot read the manifest of {image}: {source}")]
+    #[error("cannot read the manifest of {image}")]
     Decompress { image: String, source: ArchiveError },
     #[error("{image} is not an ACI: it has no manifest")]
     NoManifest { image: String },
-    #[error("{image} has an invalid manifest: {source}")]
+    #[error("{image} has an invalid manifest")]
     InvalidManifest { image: String, source: AppcError },
     #[error(
         "image {url} is named {found} in its manifest, but {expected} was asked for; \
@@ -140,15 +140,15 @@ pub enum FetchError {
          for files) or skip verification with --insecure-options=image"
     )]
     SignatureMissing { image: String, signature: String },
-    #[error("cannot read signature {path}: {source}", path = path.display())]
+    #[error("cannot read signature {path}", path = path.display())]
     ReadSignature { path: PathBuf, source: io::Error },
-    #[error("image {image}: {source}")]
+    #[error("image {image}")]
     Verify {
         image: String,
         name: String,
         source: Box<VerifyError>,
     },
-    #[error("image store: cannot {op} {image}: {source}")]
+    #[error("image store: cannot {op} {image}")]
     Store {
         op: &'static str,
         image: String,
@@ -405,7 +405,7 @@ impl<'a> Fetcher<'a> {
             match self.fetch_url(aci, asc, &expect, CacheUse::Revalidate) {
                 Ok(info) => return Ok(info),
                 Err(e) if e.is_transport() => {
-                    tracing::debug!(url = %http::redact(aci), error = %e, "endpoint failed; trying the next");
+                    tracing::debug!(url = %http::redact(aci), error = %manifests::error::chain(&e), "endpoint failed; trying the next");
                     first_err.get_or_insert(e);
                 }
                 Err(e) => return Err(e),

@@ -592,7 +592,8 @@ fn untrusted_url_is_refused_and_nothing_stored() {
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("rkt trust"), "{err}");
+    let msg = manifests::error::chain(&err);
+    assert!(msg.contains("rkt trust"), "{msg}");
     env.assert_nothing_stored();
     assert!(env.store.remote(&url).unwrap().is_none());
 }

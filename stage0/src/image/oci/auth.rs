@@ -27,9 +27,9 @@ use super::reference::DOCKER_HUB;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthConfigError {
-    #[error("cannot read registry credentials {path}: {source}", path = path.display())]
+    #[error("cannot read registry credentials {path}", path = path.display())]
     Read { path: PathBuf, source: io::Error },
-    #[error("invalid registry credentials file {path}: {source}", path = path.display())]
+    #[error("invalid registry credentials file {path}", path = path.display())]
     Parse {
         path: PathBuf,
         source: serde_json::Error,

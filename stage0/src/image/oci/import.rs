@@ -214,7 +214,7 @@ impl OciFetcher<'_> {
             match self.store.free_unused_blobs(created) {
                 Ok(n) => tracing::debug!(freed = n, "freed the blobs of a failed fetch"),
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot free the blobs of a failed fetch");
+                    tracing::warn!(error = %manifests::error::chain(&e), "cannot free the blobs of a failed fetch");
                     break;
                 }
             }

@@ -55,14 +55,15 @@ pub enum OciError {
     Reference(#[from] ReferenceError),
     #[error(transparent)]
     AuthConfig(#[from] AuthConfigError),
-    #[error("cannot reach registry {registry} at {url}: {source}{hint}")]
+    #[error("cannot reach registry {registry} at {url}: {error}{hint}")]
     Connect {
         registry: String,
         url: String,
-        source: Box<ureq::Error>,
+        /// Not a `source`: the hint, about this failure, follows it in the message.
+        error: Box<ureq::Error>,
         hint: String,
     },
-    #[error("request to {url} failed: {source}")]
+    #[error("request to {url} failed")]
     Request {
         url: String,
         source: Box<ureq::Error>,
@@ -98,15 +99,15 @@ pub enum OciError {
         status: u16,
         message: String,
     },
-    #[error("cannot read {what}: {source}")]
+    #[error("cannot read {what}")]
     ReadBody { what: String, source: io::Error },
-    #[error("downloading {what} of {image} failed: {source}; nothing was stored")]
+    #[error("downloading {what} of {image} failed (nothing was stored)")]
     ReadBlob {
         what: String,
         image: String,
         source: io::Error,
     },
-    #[error("cannot write {what} of {image} to the store: {source}")]
+    #[error("cannot write {what} of {image} to the store")]
     WriteBlob {
         what: String,
         image: String,
@@ -114,13 +115,13 @@ pub enum OciError {
     },
     #[error("{what} is larger than {limit} bytes; refusing it")]
     TooLarge { what: String, limit: u64 },
-    #[error("{what} of {image} is not valid: {source}")]
+    #[error("{what} of {image} is not valid")]
     Document {
         what: &'static str,
         image: String,
         source: spec::DocumentError,
     },
-    #[error("{what} of {image} is not valid JSON: {source}")]
+    #[error("{what} of {image} is not valid JSON")]
     Json {
         what: &'static str,
         image: String,
@@ -186,7 +187,7 @@ pub enum OciError {
          (rkt fetch) or use --pull-policy=new"
     )]
     NotInStore { image: String },
-    #[error("cannot read {path}: {source}", path = path.display())]
+    #[error("cannot read {path}", path = path.display())]
     OpenSource { path: PathBuf, source: io::Error },
     #[error("{path} is not an OCI image layout: {reason}", path = path.display())]
     NotALayout { path: PathBuf, reason: &'static str },
@@ -198,11 +199,11 @@ pub enum OciError {
         reference: Option<String>,
         available: String,
     },
-    #[error("cannot read layer {path}: {source}", path = path.display())]
+    #[error("cannot read layer {path}", path = path.display())]
     ReadLayer { path: PathBuf, source: io::Error },
-    #[error("cannot name image {name} in appc terms: {source}")]
+    #[error("cannot name image {name} in appc terms")]
     Name { name: String, source: AppcError },
-    #[error("image store: cannot {op} {image}: {source}")]
+    #[error("image store: cannot {op} {image}")]
     Store {
         op: &'static str,
         image: String,

@@ -107,11 +107,11 @@ impl Registry {
         let err = match first {
             Ok(()) => return Ok(https),
             Err(e @ OciError::Connect { .. }) if self.insecure.http => e,
-            Err(OciError::Connect { url, source, .. }) => {
+            Err(OciError::Connect { url, error, .. }) => {
                 return Err(OciError::Connect {
                     registry: host.clone(),
                     url,
-                    source,
+                    error,
                     hint: " (a registry that speaks plain http needs --insecure-options=http; \
                            one with an untrusted certificate, --insecure-options=tls)"
                         .to_string(),
@@ -119,7 +119,7 @@ impl Registry {
             }
             Err(e) => return Err(e),
         };
-        tracing::debug!(registry = %host, error = %err, "https failed; trying plain http");
+        tracing::debug!(registry = %host, error = %manifests::error::chain(&err), "https failed; trying plain http");
         let http = format!("http://{host}");
         match self.ping_at(&http) {
             Ok(()) => Ok(http),
@@ -129,13 +129,13 @@ impl Registry {
                 OciError::Connect {
                     registry,
                     url,
-                    source,
+                    error,
                     ..
                 } => Err(OciError::Connect {
                     registry,
                     url,
-                    source,
-                    hint: format!("; over plain http: {http_err}"),
+                    error,
+                    hint: format!("; over plain http: {}", manifests::error::chain(&http_err)),
                 }),
                 e => Err(e),
             },
@@ -152,7 +152,7 @@ impl Registry {
             .map_err(|source| OciError::Connect {
                 registry: self.image.registry.clone(),
                 url: url.clone(),
-                source: Box::new(source),
+                error: Box::new(source),
                 hint: String::new(),
             })?;
         match resp.status().as_u16() {

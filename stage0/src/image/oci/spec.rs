@@ -354,7 +354,7 @@ pub enum DocumentError {
     Schema1,
     #[error("unsupported manifest media type {0}")]
     MediaType(String),
-    #[error("invalid JSON: {0}")]
+    #[error("invalid JSON")]
     Json(#[from] serde_json::Error),
 }
 

@@ -953,7 +953,8 @@ fn registry_errors_are_clear() {
     let err = env
         .fetch(&format!("docker://{}/old:v1", reg.host()))
         .unwrap_err();
-    assert!(err.to_string().contains("schema 1"), "{err}");
+    let msg = manifests::error::chain(&err);
+    assert!(msg.contains("schema 1"), "{msg}");
 }
 
 /// Write an OCI image layout holding `img` under ref name `name`.

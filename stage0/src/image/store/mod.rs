@@ -113,9 +113,9 @@ pub fn short_id(id: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create store directory {path}: {source}", path = path.display())]
+    #[error("cannot create store directory {path}", path = path.display())]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("image index {path}: cannot {op}: {source}", path = path.display())]
+    #[error("image index {path}: cannot {op}", path = path.display())]
     Db {
         path: PathBuf,
         op: &'static str,
@@ -131,12 +131,12 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
-    #[error("cannot open image archive {path}: {source}", path = path.display())]
+    #[error("cannot open image archive {path}", path = path.display())]
     OpenInput { path: PathBuf, source: io::Error },
-    #[error("cannot read image archive {input}: {source}")]
+    #[error("cannot read image archive {input}")]
     Archive { input: String, source: ArchiveError },
     #[error(
-        "cannot read {compression} image archive {input}: {source} \
+        "cannot read {compression} image archive {input} \
          (the archive is truncated or corrupt; fetch it again)"
     )]
     ReadArchive {
@@ -144,15 +144,19 @@ pub enum StoreError {
         compression: Compression,
         source: io::Error,
     },
-    #[error("image archive {input} is not a valid ACI: {problem}")]
-    InvalidAci { input: String, problem: AciProblem },
-    #[error("cannot write temporary file {path}: {source}", path = path.display())]
+    #[error("image archive {input} is not a valid ACI")]
+    InvalidAci {
+        input: String,
+        #[source]
+        problem: AciProblem,
+    },
+    #[error("cannot write temporary file {path}", path = path.display())]
     WriteTemp { path: PathBuf, source: io::Error },
-    #[error("cannot lock {path}: {source}", path = path.display())]
+    #[error("cannot lock {path}", path = path.display())]
     Lock { path: PathBuf, source: io::Error },
-    #[error("cannot store blob {path}: {source}", path = path.display())]
+    #[error("cannot store blob {path}", path = path.display())]
     StoreBlob { path: PathBuf, source: io::Error },
-    #[error("cannot open blob {path} of image {id}: {source}", path = path.display())]
+    #[error("cannot open blob {path} of image {id}", path = path.display())]
     OpenBlob {
         id: String,
         path: PathBuf,
@@ -163,7 +167,7 @@ pub enum StoreError {
         path = path.display()
     )]
     MissingBlob { id: String, path: PathBuf },
-    #[error("cannot read blob {path} of image {id}: {source}", path = path.display())]
+    #[error("cannot read blob {path} of image {id}", path = path.display())]
     ReadBlob {
         id: String,
         path: PathBuf,
@@ -174,7 +178,7 @@ pub enum StoreError {
          it again"
     )]
     Corrupt { id: String, actual: String },
-    #[error("cannot remove {path}: {source}", path = path.display())]
+    #[error("cannot remove {path}", path = path.display())]
     Remove { path: PathBuf, source: io::Error },
     #[error("invalid image ID {id}: {reason}")]
     InvalidId { id: String, reason: &'static str },
@@ -191,7 +195,7 @@ pub enum StoreError {
         /// `(full id, name)` of every image that matches.
         candidates: Vec<(String, String)>,
     },
-    #[error("the index row of image {id} holds an unreadable manifest: {source}")]
+    #[error("the index row of image {id} holds an unreadable manifest")]
     CorruptRow { id: String, source: AppcError },
     #[error("blob content hashes to {actual}, not the expected {expected}; nothing was stored")]
     BlobDigest { expected: String, actual: String },

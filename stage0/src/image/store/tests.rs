@@ -337,7 +337,7 @@ fn invalid_acis_are_rejected_and_nothing_is_stored() {
                 matches!(err, StoreError::InvalidAci { .. }),
                 "{what} ({how}): {err:?}"
             );
-            let msg = err.to_string();
+            let msg = manifests::error::chain(&err);
             assert!(msg.contains(want), "{what} ({how}): {msg}");
             assert!(msg.contains("not a valid ACI"), "{what}: {msg}");
             assert_consistent(&store, &[]);
@@ -1045,10 +1045,8 @@ fn archives_that_escape_their_rootfs_are_refused_and_nothing_is_stored() {
         let (_dir, store) = new_store();
         let tar = aci::raw_tar("example.com/evil", &entries, true);
         for data in [tar.clone(), aci::gzip(&tar)] {
-            let err = store
-                .import(data.as_slice(), &opts())
-                .expect_err(what)
-                .to_string();
+            let err =
+                manifests::error::chain(&store.import(data.as_slice(), &opts()).expect_err(what));
             assert!(err.contains(needle), "{what}: {err}");
             assert!(store.list().unwrap().is_empty(), "{what}: row stored");
             assert!(blobs(&store).is_empty(), "{what}: blob stored");

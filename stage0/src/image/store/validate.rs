@@ -32,8 +32,8 @@ pub enum AciProblem {
     RootfsNotDir(String),
     #[error("manifest is {size} bytes, more than the {max} allowed")]
     ManifestTooLarge { size: u64, max: u64 },
-    #[error("invalid manifest: {0}")]
-    Manifest(AppcError),
+    #[error("invalid manifest")]
+    Manifest(#[source] AppcError),
     #[error("entry {0} climbs out of the image with '..'")]
     PathEscapes(String),
     #[error("entry {entry} would be written through the symbolic link {link}")]

@@ -95,15 +95,15 @@ pub enum TrustError {
     Revoked { fingerprint: String },
     #[error("invalid trust prefix {prefix}: {reason} (a prefix is an image name or a leading part of one, like example.com/app)")]
     InvalidPrefix { prefix: String, reason: String },
-    #[error("cannot read trusted key {path}: {source}", path = path.display())]
+    #[error("cannot read trusted key {path}", path = path.display())]
     ReadKey { path: PathBuf, source: io::Error },
-    #[error("cannot list trusted keys in {path}: {source}", path = path.display())]
+    #[error("cannot list trusted keys in {path}", path = path.display())]
     ReadDir { path: PathBuf, source: io::Error },
-    #[error("cannot create {path}: {source}", path = path.display())]
+    #[error("cannot create {path}", path = path.display())]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("cannot write trusted key {path}: {source}", path = path.display())]
+    #[error("cannot write trusted key {path}", path = path.display())]
     WriteKey { path: PathBuf, source: io::Error },
-    #[error("trusted key file {path} is invalid: {source}", path = path.display())]
+    #[error("trusted key file {path} is invalid", path = path.display())]
     KeyFile {
         path: PathBuf,
         source: Box<TrustError>,
@@ -151,7 +151,7 @@ pub enum VerifyError {
     #[error("cannot check the signature of {name}: not a valid image name: {reason}")]
     InvalidName { name: String, reason: String },
     #[error(
-        "cannot read trusted key {path} while verifying image {name}: {source}",
+        "cannot read trusted key {path} while verifying image {name}",
         path = path.display()
     )]
     ReadKey {
@@ -160,7 +160,7 @@ pub enum VerifyError {
         source: io::Error,
     },
     #[error(
-        "cannot list trusted keys in {path} while verifying image {name}: {source}",
+        "cannot list trusted keys in {path} while verifying image {name}",
         path = path.display()
     )]
     ReadDir {
@@ -169,8 +169,8 @@ pub enum VerifyError {
         source: io::Error,
     },
     #[error(
-        "trusted key {path} is unusable while verifying image {name}: {source}; \
-         fix or remove that file",
+        "trusted key {path} is unusable while verifying image {name} \
+         (fix or remove that file)",
         path = path.display()
     )]
     InvalidKey {
@@ -178,7 +178,7 @@ pub enum VerifyError {
         path: PathBuf,
         source: Box<TrustError>,
     },
-    #[error("cannot read the data of image {name} to verify it: {source}")]
+    #[error("cannot read the data of image {name} to verify it")]
     ReadData { name: String, source: io::Error },
 }
 

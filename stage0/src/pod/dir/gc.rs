@@ -231,10 +231,9 @@ pub(super) fn delete_locked(
     if let Some(stage1) = stage1 {
         stage1_gc(stage1, path, uuid)?;
     }
-    network.release(path).map_err(|source| PodError::Network {
-        uuid: uuid.to_string(),
-        source,
-    })?;
+    network
+        .release(path)
+        .map_err(|source| PodError::Network { source })?;
     let detached_mounts = detach_mounts(uuid, path)?;
     fs::remove_dir_all(path).map_err(|source| PodError::Remove {
         uuid: uuid.to_string(),

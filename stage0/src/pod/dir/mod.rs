@@ -322,9 +322,9 @@ pub struct Removal {
 /// Errors of pod operations; each names the pod (UUID) and the path involved.
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
-    #[error("create pods directory {}: {source}", .path.display())]
+    #[error("create pods directory {}", .path.display())]
     CreateStateDir { path: PathBuf, source: io::Error },
-    #[error("read pods directory {}: {source}", .path.display())]
+    #[error("read pods directory {}", .path.display())]
     ReadStateDir { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Manifest(#[from] PodManifestError),
@@ -340,31 +340,31 @@ pub enum PodError {
     UuidInUse { uuid: String },
     #[error("cannot choose a user namespace range for pod {uuid}: {reason}")]
     UserNamespace { uuid: String, reason: String },
-    #[error("encode the {what} of pod {uuid}: {source}")]
+    #[error("encode the {what} of pod {uuid}")]
     Encode {
         uuid: String,
         what: &'static str,
         source: serde_json::Error,
     },
-    #[error("write {} of pod {uuid}: {source}", .path.display())]
+    #[error("write {} of pod {uuid}", .path.display())]
     Write {
         uuid: String,
         path: PathBuf,
         source: io::Error,
     },
-    #[error("read {} of pod {uuid}: {source}", .path.display())]
+    #[error("read {} of pod {uuid}", .path.display())]
     Read {
         uuid: String,
         path: PathBuf,
         source: io::Error,
     },
-    #[error("invalid pod manifest {} of pod {uuid}: {source}", .path.display())]
+    #[error("invalid pod manifest {} of pod {uuid}", .path.display())]
     ParseManifest {
         uuid: String,
         path: PathBuf,
         source: PodManifestError,
     },
-    #[error("invalid {} of pod {uuid}: {source}", .path.display())]
+    #[error("invalid {} of pod {uuid}", .path.display())]
     ParseRuntime {
         uuid: String,
         path: PathBuf,
@@ -376,7 +376,7 @@ pub enum PodError {
         path: PathBuf,
         value: String,
     },
-    #[error("lock pod {uuid} at {}: {source}", .path.display())]
+    #[error("lock pod {uuid} at {}", .path.display())]
     Lock {
         uuid: String,
         path: PathBuf,
@@ -384,7 +384,7 @@ pub enum PodError {
     },
     #[error("pod {uuid} at {} is in use by another process (running, or being prepared, started or removed)", .path.display())]
     Busy { uuid: String, path: PathBuf },
-    #[error("move pod {uuid} from {} to {}: {source}", .from.display(), .to.display())]
+    #[error("move pod {uuid} from {} to {}", .from.display(), .to.display())]
     Rename {
         uuid: String,
         from: PathBuf,
@@ -408,16 +408,16 @@ pub enum PodError {
     },
     #[error("pod {uuid} has not written its pid yet ({})", .path.display())]
     NoPid { uuid: String, path: PathBuf },
-    #[error("send {signal} to pod {uuid} (pid {pid}): {source}")]
+    #[error("send {signal} to pod {uuid} (pid {pid})")]
     Signal {
         uuid: String,
         pid: i32,
         signal: &'static str,
         source: io::Error,
     },
-    #[error("open stage1 output file {}: {source}", .path.display())]
+    #[error("open stage1 output file {}", .path.display())]
     OpenOutput { path: PathBuf, source: io::Error },
-    #[error("start stage1 {} for pod {uuid}: {source}", .stage1.display())]
+    #[error("start stage1 {} for pod {uuid}", .stage1.display())]
     Spawn {
         uuid: String,
         stage1: PathBuf,
@@ -430,9 +430,9 @@ pub enum PodError {
         status: ExitStatus,
         stderr: String,
     },
-    #[error("read the mount table {}: {source}", .path.display())]
+    #[error("read the mount table {}", .path.display())]
     MountTable { path: PathBuf, source: io::Error },
-    #[error("unmount {} left under pod {uuid}: {source}", .mount.display())]
+    #[error("unmount {} left under pod {uuid}", .mount.display())]
     Unmount {
         uuid: String,
         mount: PathBuf,
@@ -440,7 +440,7 @@ pub enum PodError {
     },
     #[error("mounts remain under pod {uuid}, not deleting it: {}", .mounts.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(", "))]
     MountsRemain { uuid: String, mounts: Vec<PathBuf> },
-    #[error("delete pod {uuid} at {}: {source}", .path.display())]
+    #[error("delete pod {uuid} at {}", .path.display())]
     Remove {
         uuid: String,
         path: PathBuf,
@@ -454,9 +454,13 @@ pub enum PodError {
     },
     /// Setting up or releasing the pod's network failed (the message names the
     /// network, plugin and file).
-    #[error("{source}")]
-    Network { uuid: String, source: NetworkError },
-    #[error("{error}; cleaning up failed too: {cleanup}")]
+    #[error(transparent)]
+    Network { source: NetworkError },
+    #[error(
+        "{}; cleaning up failed too: {}",
+        manifests::error::chain(error),
+        manifests::error::chain(cleanup)
+    )]
     CleanupFailed {
         error: Box<PodError>,
         cleanup: Box<PodError>,
@@ -1278,20 +1282,17 @@ fn read_info(pod: Pod, network: &dyn PodNetworks) -> PodInfo {
         Ok(Some(bytes)) => match PodManifest::from_slice(&bytes) {
             Ok(m) => Some(m),
             Err(source) => {
-                errors.push(
-                    PodError::ParseManifest {
-                        uuid: uuid.to_string(),
-                        path: manifest_path.clone(),
-                        source,
-                    }
-                    .to_string(),
-                );
+                errors.push(manifests::error::chain(&PodError::ParseManifest {
+                    uuid: uuid.to_string(),
+                    path: manifest_path.clone(),
+                    source,
+                }));
                 None
             }
         },
         Ok(None) => None,
         Err(e) => {
-            errors.push(e.to_string());
+            errors.push(manifests::error::chain(&e));
             None
         }
     };
@@ -1300,26 +1301,23 @@ fn read_info(pod: Pod, network: &dyn PodNetworks) -> PodInfo {
         Ok(Some(bytes)) => match RuntimeConfig::from_slice(&bytes) {
             Ok(r) => Some(r),
             Err(source) => {
-                errors.push(
-                    PodError::ParseRuntime {
-                        uuid: uuid.to_string(),
-                        path: runtime_path.clone(),
-                        source,
-                    }
-                    .to_string(),
-                );
+                errors.push(manifests::error::chain(&PodError::ParseRuntime {
+                    uuid: uuid.to_string(),
+                    path: runtime_path.clone(),
+                    source,
+                }));
                 None
             }
         },
         Ok(None) => None,
         Err(e) => {
-            errors.push(e.to_string());
+            errors.push(manifests::error::chain(&e));
             None
         }
     };
     let pid_path = dir.join(PID_FILE);
     let pid = read_pid(uuid, &pid_path).unwrap_or_else(|e| {
-        errors.push(e.to_string());
+        errors.push(manifests::error::chain(&e));
         None
     });
 
@@ -1358,7 +1356,7 @@ fn read_info(pod: Pod, network: &dyn PodNetworks) -> PodInfo {
                 },
                 Ok(None) => None,
                 Err(e) => {
-                    errors.push(e.to_string());
+                    errors.push(manifests::error::chain(&e));
                     None
                 }
             };

@@ -269,7 +269,7 @@ pub fn load(local_config: &Path, system_config: &Path) -> Result<NetworkSet, Net
                     found.insert(net.name.clone(), net);
                 }
                 Err(e) => {
-                    tracing::warn!(file = %file.display(), error = %e, "ignoring a network configuration");
+                    tracing::warn!(file = %file.display(), error = %manifests::error::chain(&e), "ignoring a network configuration");
                     set.broken.push(e);
                 }
             }

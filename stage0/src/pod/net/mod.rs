@@ -767,7 +767,7 @@ fn del(
     for p in net.plugins().iter().rev() {
         if let Err(e) = call_plugin(&net, p, record, prev, &inv) {
             let ty = config::plugin_type(p);
-            tracing::warn!(network = %net.name, plugin = %ty, error = %e, "DEL failed");
+            tracing::warn!(network = %net.name, plugin = %ty, error = %manifests::error::chain(&e), "DEL failed");
             first.get_or_insert(e);
         }
     }
@@ -847,7 +847,7 @@ pub fn teardown(pod_dir: &Path, cni_path: &CniPath) -> Result<(), NetError> {
             // reason ADD failed would refuse DEL for ever, and what ADD made inside
             // the namespace goes with it.
             Err(e) if s.record.result.is_none() => {
-                tracing::warn!(network = %s.record.network, error = %e, "DEL after an unfinished ADD failed; ignoring");
+                tracing::warn!(network = %s.record.network, error = %manifests::error::chain(&e), "DEL after an unfinished ADD failed; ignoring");
                 if let Err(source) = fs::remove_file(&s.path) {
                     errors.push(NetError::RemovePodFile {
                         path: s.path.clone(),
@@ -925,7 +925,7 @@ impl PodNetworking {
         let mut runtime =
             RuntimeConfig::from_slice(&original).map_err(|e| NetError::ParsePodFile {
                 path: runtime_path.clone(),
-                reason: e.to_string(),
+                reason: manifests::error::chain(&e),
             })?;
         let manifest_path = dir.join(MANIFEST_FILE);
         let manifest_bytes = fs::read(&manifest_path).map_err(|source| NetError::ReadPodFile {
@@ -935,7 +935,7 @@ impl PodNetworking {
         let manifest =
             PodManifest::from_slice(&manifest_bytes).map_err(|e| NetError::ParsePodFile {
                 path: manifest_path.clone(),
-                reason: e.to_string(),
+                reason: manifests::error::chain(&e),
             })?;
         // A failed start whose cleanup failed too may have left state: release it
         // before attaching again.
@@ -1039,14 +1039,12 @@ pub fn apply_results(runtime: &mut RuntimeConfig, results: &[CniResult]) {
 impl StartHook for PodNetworking {
     fn before_stage1(&mut self, uuid: &str, dir: &Path) -> Result<(), PodError> {
         self.start(uuid, dir).map_err(|e| PodError::Network {
-            uuid: uuid.to_string(),
             source: Box::new(e),
         })
     }
 
-    fn stage1_failed(&mut self, uuid: &str, dir: &Path) -> Result<(), PodError> {
+    fn stage1_failed(&mut self, _uuid: &str, dir: &Path) -> Result<(), PodError> {
         self.undo(dir).map_err(|e| PodError::Network {
-            uuid: uuid.to_string(),
             source: Box::new(e),
         })
     }
@@ -1061,11 +1059,11 @@ pub enum NetError {
     Port { value: String, reason: String },
     #[error("--port {name}: no app of the pod has a port named {name}")]
     UnknownPort { name: String },
-    #[error("read network configuration directory {}: {source}", .path.display())]
+    #[error("read network configuration directory {}", .path.display())]
     ReadConfigDir { path: PathBuf, source: io::Error },
-    #[error("read network configuration {}: {source}", .path.display())]
+    #[error("read network configuration {}", .path.display())]
     ReadConfig { path: PathBuf, source: io::Error },
-    #[error("network configuration {}: invalid JSON: {source}", .path.display())]
+    #[error("network configuration {}: invalid JSON", .path.display())]
     ParseConfig {
         path: PathBuf,
         source: serde_json::Error,
@@ -1085,7 +1083,7 @@ pub enum NetError {
         plugin: String,
         path: CniPath,
     },
-    #[error("network {network} ({}): plugin {plugin} ({}) {command} failed: {source}", .file.display(), .binary.display())]
+    #[error("network {network} ({}): plugin {plugin} ({}) {command} failed", .file.display(), .binary.display())]
     Plugin {
         network: String,
         file: PathBuf,
@@ -1094,17 +1092,17 @@ pub enum NetError {
         command: CniCommand,
         source: Box<PluginError>,
     },
-    #[error("create the pod's network namespace {}: {source}", .path.display())]
+    #[error("create the pod's network namespace {}", .path.display())]
     CreateNetns { path: PathBuf, source: io::Error },
-    #[error("remove the pod's network namespace {}: {source}", .path.display())]
+    #[error("remove the pod's network namespace {}", .path.display())]
     RemoveNetns { path: PathBuf, source: io::Error },
     #[error("the pod's network namespace {} is gone", .path.display())]
     NetnsGone { path: PathBuf },
-    #[error("read {}: {source}", .path.display())]
+    #[error("read {}", .path.display())]
     ReadPodFile { path: PathBuf, source: io::Error },
-    #[error("write {}: {source}", .path.display())]
+    #[error("write {}", .path.display())]
     WritePodFile { path: PathBuf, source: io::Error },
-    #[error("remove {}: {source}", .path.display())]
+    #[error("remove {}", .path.display())]
     RemovePodFile { path: PathBuf, source: io::Error },
     #[error("invalid {}: {reason}", .path.display())]
     ParsePodFile { path: PathBuf, reason: String },
@@ -1112,12 +1110,16 @@ pub enum NetError {
     Fly { mode: String },
     #[error("--port needs a network with a plugin that handles port mappings (\"capabilities\": {{\"portMappings\": true}}), such as default; the pod's networks: {}", .networks.join(", "))]
     NoPortMapping { networks: Vec<String> },
-    #[error("{error}; undoing the network setup failed too: {cleanup}")]
+    #[error(
+        "{}; undoing the network setup failed too: {}",
+        manifests::error::chain(error),
+        manifests::error::chain(cleanup)
+    )]
     Rollback {
         error: Box<NetError>,
         cleanup: Box<NetError>,
     },
-    #[error("releasing the networks of {} failed: {}", .dir.display(), .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    #[error("releasing the networks of {} failed: {}", .dir.display(), .errors.iter().map(|e| manifests::error::chain(e)).collect::<Vec<_>>().join("; "))]
     Teardown { dir: PathBuf, errors: Vec<NetError> },
 }
 
@@ -1182,6 +1184,6 @@ impl PodNetworks for CniNetworks {
 fn networks_or_error(pod_dir: &Path) -> (Vec<NetworkInfo>, Option<String>) {
     match networks_of(pod_dir) {
         Ok(n) => (n, None),
-        Err(e) => (Vec::new(), Some(e.to_string())),
+        Err(e) => (Vec::new(), Some(manifests::error::chain(&e))),
     }
 }

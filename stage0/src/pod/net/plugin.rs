@@ -128,7 +128,7 @@ pub struct Invocation<'a> {
 /// Why a plugin call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    #[error("cannot run it: {0}")]
+    #[error("cannot run it")]
     Spawn(#[source] io::Error),
     #[error("it did not finish within {}; killed", humantime::format_duration(*.0))]
     Timeout(Duration),

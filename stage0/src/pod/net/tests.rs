@@ -881,9 +881,7 @@ fn a_failing_add_is_rolled_back_and_named() {
             cni_path: Some(fakes.path()),
         };
         let atts = resolve(&opts, &[]).unwrap();
-        let e = setup(&pod, "pod-2", &atts, &fakes.path())
-            .unwrap_err()
-            .to_string();
+        let e = manifests::error::chain(&setup(&pod, "pod-2", &atts, &fakes.path()).unwrap_err());
         assert!(e.contains("network flaky"), "{e}");
         assert!(
             e.contains(&local.join("net.d/flaky.conflist").display().to_string()),
