@@ -5,7 +5,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use manifests::poddir::fs::{write_atomic, Perm};
+use manifests::poddir::fs::{write_atomic, Durability, Perm};
 use manifests::poddir::RUNTIME_FILE;
 use manifests::runtime::{RuntimeConfig, RuntimeError};
 
@@ -28,9 +28,11 @@ pub fn load_config(pod_dir: &Path) -> Result<RuntimeConfig, ConfigError> {
 }
 
 /// Write one of stage1's status files (`pid`, `ready`, `cgroups`, `apps/<app>/status`,
-/// ...) atomically, with the permissions a plain create under the umask gives.
+/// ...) atomically for readers, with the permissions a plain create under the umask
+/// gives. Not `fsync`ed: they describe running processes, which a power loss ends
+/// anyway (`Durability::Readers`).
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomic(path, bytes, Perm::Umask(0o666))
+    write_atomic(path, bytes, Perm::Umask(0o666), Durability::Readers)
 }
 
 /// Write `value` as JSON with [`write`].

@@ -1054,11 +1054,15 @@ pub fn render_resolv_conf(dns: &Dns) -> Result<String, RootfsError> {
 /// Writes one of the pod's files bound into the apps: readable by every app's user,
 /// whatever stage1's umask.
 fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), RootfsError> {
-    poddir::fs::write_atomic(path, contents, poddir::fs::Perm::Exact(0o644)).map_err(|source| {
-        RootfsError::WriteFile {
-            path: path.to_path_buf(),
-            source,
-        }
+    poddir::fs::write_atomic(
+        path,
+        contents,
+        poddir::fs::Perm::Exact(0o644),
+        poddir::fs::Durability::Readers,
+    )
+    .map_err(|source| RootfsError::WriteFile {
+        path: path.to_path_buf(),
+        source,
     })
 }
 

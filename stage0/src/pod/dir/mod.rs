@@ -39,7 +39,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use manifests::pod::{PodManifest, PodManifestError};
-use manifests::poddir::fs::Perm;
+use manifests::poddir::fs::{Durability, Perm};
 use manifests::poddir::AppStatus;
 use manifests::runtime::{RuntimeConfig, RuntimeError, UserNamespace, RUNTIME_VERSION};
 use serde::{Serialize, Serializer};
@@ -1214,13 +1214,12 @@ fn rename_locked(dir: &mut DirLock, uuid: &str, to: &Path) -> Result<(), PodErro
 /// Write `dir/name` by temp file + rename (`manifests::poddir::fs::write_atomic`).
 fn write_atomic(uuid: &str, dir: &Path, name: &str, bytes: &[u8]) -> Result<(), PodError> {
     let path = dir.join(name);
-    manifests::poddir::fs::write_atomic(&path, bytes, Perm::Umask(POD_FILE_MODE)).map_err(
-        |source| PodError::Write {
+    manifests::poddir::fs::write_atomic(&path, bytes, Perm::Umask(POD_FILE_MODE), Durability::Disk)
+        .map_err(|source| PodError::Write {
             uuid: uuid.to_string(),
             path,
             source,
-        },
-    )
+        })
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {

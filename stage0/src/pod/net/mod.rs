@@ -40,7 +40,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use manifests::pod::{ExposedPort, PodManifest};
-use manifests::poddir::fs::Perm;
+use manifests::poddir::fs::{Durability, Perm};
 use manifests::runtime::{Dns as RuntimeDns, Flavor, HostsEntry, RuntimeConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -594,12 +594,11 @@ fn write_record(path: &Path, record: &NetRecord) -> Result<(), NetError> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NetError> {
-    manifests::poddir::fs::write_atomic(path, bytes, Perm::Umask(POD_FILE_MODE)).map_err(|source| {
-        NetError::WritePodFile {
+    manifests::poddir::fs::write_atomic(path, bytes, Perm::Umask(POD_FILE_MODE), Durability::Disk)
+        .map_err(|source| NetError::WritePodFile {
             path: path.to_path_buf(),
             source,
-        }
-    })
+        })
 }
 
 /// The configuration one plugin of `net` gets on stdin: its own object with the
