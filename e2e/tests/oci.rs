@@ -817,6 +817,24 @@ fn registry_k8s_io_names_come_from_a_configured_mirror() {
     assert_eq!(images[0]["name"], "registry.k8s.io/pause");
     let list = rkt.ok(["image", "list"]);
     assert!(list.contains("registry.k8s.io/pause:3.9"), "{list}");
+    // A pod run by that name on a host that has never fetched it pulls it from
+    // the mirror too.
+    if is_root() {
+        let runner = Rkt::new();
+        hosts_toml(
+            &runner,
+            "registry.k8s.io",
+            &format!("[host.\"http://{}\"]\n", reg.host),
+        );
+        let out = runner.ok([
+            "--insecure-options=image",
+            "run",
+            "--net=host",
+            "docker://registry.k8s.io/pause:3.9",
+        ]);
+        assert!(out.contains("from-mirror"), "{out}");
+        assert_eq!(runner.images()[0]["name"], "registry.k8s.io/pause");
+    }
 
     // Pinned by digest: verified, no insecure option at all; a dead first mirror is
     // skipped for the live second.
@@ -906,6 +924,11 @@ fn docker_hub_names_come_from_a_configured_mirror() {
     let images = rkt.images();
     assert_eq!(images.len(), 1);
     assert_eq!(images[0]["name"], "registry-1.docker.io/library/busybox");
+    // A pod runs it by its Docker Hub name, from the store.
+    if is_root() {
+        let out = rkt.ok(["run", "--net=host", "docker://busybox"]);
+        assert!(out.contains("hub-mirror"), "{out}");
+    }
     // docker.io/ spells the same registry.
     rkt.ok([
         "--insecure-options=image",
