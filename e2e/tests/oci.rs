@@ -768,3 +768,172 @@ fn http_and_tls_are_separate_insecure_options() {
         .fails_with(RKT_ERROR, &["cannot reach registry"]);
     other.ok(["--insecure-options=image,http", "fetch", &image]);
 }
+
+/// Write `<local-config>/registries.d/<host>/hosts.toml`.
+fn hosts_toml(rkt: &Rkt, host: &str, text: &str) {
+    let dir = rkt.local_config().join("registries.d").join(host);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("hosts.toml"), text).unwrap();
+}
+
+#[test]
+fn registry_k8s_io_names_come_from_a_configured_mirror() {
+    let reg = Registry::start(None);
+    let rkt = Rkt::new();
+    let layout = Layout::busybox(&rkt.scratch(), "pause", "3.9", "amd64", "from-mirror");
+    push(
+        &layout.image("3.9"),
+        &format!("{}/pause:3.9", reg.host),
+        None,
+        false,
+    );
+    let digest = remote_digest(&format!("{}/pause:3.9", reg.host));
+    // An http:// mirror declared in hosts.toml needs no --insecure-options=http.
+    hosts_toml(
+        &rkt,
+        "registry.k8s.io",
+        &format!(
+            "server = \"https://registry.k8s.io\"\n\n[host.\"http://{}\"]\n  \
+             capabilities = [\"pull\", \"resolve\"]\n",
+            reg.host
+        ),
+    );
+    let res = rkt
+        .run([
+            "--insecure-options=image",
+            "fetch",
+            "docker://registry.k8s.io/pause:3.9",
+        ])
+        .success();
+    assert!(
+        res.stderr()
+            .contains(&format!("from mirror http://{}", reg.host)),
+        "{}",
+        res.stderr()
+    );
+    // The image keeps its name.
+    let images = rkt.images();
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0]["name"], "registry.k8s.io/pause");
+    let list = rkt.ok(["image", "list"]);
+    assert!(list.contains("registry.k8s.io/pause:3.9"), "{list}");
+    // A pod run by that name on a host that has never fetched it pulls it from
+    // the mirror too.
+    if is_root() {
+        let runner = Rkt::new();
+        hosts_toml(
+            &runner,
+            "registry.k8s.io",
+            &format!("[host.\"http://{}\"]\n", reg.host),
+        );
+        let out = runner.ok([
+            "--insecure-options=image",
+            "run",
+            "--net=host",
+            "docker://registry.k8s.io/pause:3.9",
+        ]);
+        assert!(out.contains("from-mirror"), "{out}");
+        assert_eq!(runner.images()[0]["name"], "registry.k8s.io/pause");
+    }
+
+    // Pinned by digest: verified, no insecure option at all; a dead first mirror is
+    // skipped for the live second.
+    let fresh = Rkt::new();
+    hosts_toml(
+        &fresh,
+        "registry.k8s.io",
+        &format!(
+            "server = \"https://registry.k8s.io\"\n\
+             [host.\"http://127.0.0.1:1\"]\n\
+             [host.\"http://{}\"]\n",
+            reg.host
+        ),
+    );
+    let pinned = format!("docker://registry.k8s.io/pause@{digest}");
+    let res = fresh.run(["fetch", &pinned]).success();
+    assert!(
+        res.stderr()
+            .contains(&format!("from mirror http://{}", reg.host)),
+        "{}",
+        res.stderr()
+    );
+    assert_eq!(fresh.images()[0]["name"], "registry.k8s.io/pause");
+
+    // All dead: every endpoint tried is named (the server too, kept offline here).
+    let dead = Rkt::new();
+    hosts_toml(
+        &dead,
+        "registry.k8s.io",
+        "server = \"http://127.0.0.1:9\"\n\
+         [host.\"http://127.0.0.1:1\"]\n\
+         [host.\"http://127.0.0.1:2/prefix\"]\n",
+    );
+    dead.run(["--insecure-options=image", "fetch", &pinned])
+        .fails_with(
+            RKT_ERROR,
+            &[
+                "no endpoint served docker://registry.k8s.io/pause@",
+                "http://127.0.0.1:1 (",
+                "http://127.0.0.1:2/prefix (",
+                "http://127.0.0.1:9 (",
+            ],
+        );
+    assert!(dead.images().is_empty());
+
+    // A hosts.toml rkt cannot honour is refused with its file and line.
+    hosts_toml(
+        &dead,
+        "registry.k8s.io",
+        "[host.\"http://127.0.0.1:1\"]\n  ca = \"/etc/mirror-ca.pem\"\n",
+    );
+    dead.run(["--insecure-options=image", "fetch", &pinned])
+        .fails_with(
+            RKT_ERROR,
+            &["registry.k8s.io/hosts.toml:2:", "ca is not supported"],
+        );
+}
+
+#[test]
+fn docker_hub_names_come_from_a_configured_mirror() {
+    let reg = Registry::start(None);
+    let rkt = Rkt::new();
+    let layout = Layout::busybox(&rkt.scratch(), "hub", "latest", "amd64", "hub-mirror");
+    // Docker Hub's official images live under library/.
+    push(
+        &layout.image("latest"),
+        &format!("{}/library/busybox:latest", reg.host),
+        None,
+        false,
+    );
+    hosts_toml(
+        &rkt,
+        "docker.io",
+        &format!(
+            "server = \"http://127.0.0.1:9\"\n[host.\"http://{}\"]\n",
+            reg.host
+        ),
+    );
+    let res = rkt
+        .run(["--insecure-options=image", "fetch", "docker://busybox"])
+        .success();
+    let from = format!(
+        "docker://registry-1.docker.io/library/busybox:latest: from mirror http://{}",
+        reg.host
+    );
+    assert!(res.stderr().contains(&from), "{}", res.stderr());
+    let images = rkt.images();
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0]["name"], "registry-1.docker.io/library/busybox");
+    // A pod runs it by its Docker Hub name, from the store.
+    if is_root() {
+        let out = rkt.ok(["run", "--net=host", "docker://busybox"]);
+        assert!(out.contains("hub-mirror"), "{out}");
+    }
+    // docker.io/ spells the same registry.
+    rkt.ok([
+        "--insecure-options=image",
+        "fetch",
+        "docker://docker.io/library/busybox:latest",
+    ]);
+    assert_eq!(rkt.images().len(), 1);
+}

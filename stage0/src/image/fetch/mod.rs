@@ -30,7 +30,7 @@ use manifests::appc::{AppcError, ImageManifest};
 use rustix::fs::FlockOperation;
 
 use crate::image::archive::{self, ArchiveError};
-use crate::image::oci::{AuthConfig, OciError, OciFetcher};
+use crate::image::oci::{AuthConfig, Mirrors, OciError, OciFetcher};
 use crate::image::reference::ImageRef;
 use crate::image::store::{ImageInfo, ImportOptions, RemoteEntry, Store, StoreError};
 use crate::image::transfer::SKIPPED_VERIFICATION;
@@ -270,7 +270,8 @@ impl<'a> Fetcher<'a> {
     }
 
     /// A Docker or OCI image: credentials from `auth.d` under the configuration
-    /// directories (system, then local), then the OCI fetcher.
+    /// directories (system, then local), mirrors from `registries.d` (local, then
+    /// system), then the OCI fetcher.
     fn fetch_oci(&self, reference: &str) -> Result<ImageInfo, FetchError> {
         let (local, system) = self.keystore.config_dirs();
         let oci_err = |e: OciError| FetchError::Oci(Box::new(e));
@@ -282,6 +283,7 @@ impl<'a> Fetcher<'a> {
             self.opts.insecure,
             auth,
         )
+        .with_mirrors(Mirrors::new(&[local, system]))
         .fetch(reference)
         .map_err(oci_err)
     }

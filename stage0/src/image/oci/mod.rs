@@ -24,6 +24,7 @@ pub mod auth;
 pub mod convert;
 mod import;
 pub mod layout;
+pub mod mirrors;
 pub mod pull;
 pub mod reference;
 pub mod registry;
@@ -42,6 +43,7 @@ use crate::image::transfer::{Progress, PullPolicy, SKIPPED_VERIFICATION};
 use crate::insecure::InsecureOptions;
 pub use auth::{AuthConfig, AuthConfigError, Credentials};
 use layout::{DockerArchive, Files, Layout};
+pub use mirrors::{Endpoint, MirrorError, Mirrors};
 pub use reference::{ReferenceError, RegistryRef, Source};
 use registry::Registry;
 use spec::{Digest, Document, Index, Platform};
@@ -55,6 +57,10 @@ pub enum OciError {
     Reference(#[from] ReferenceError),
     #[error(transparent)]
     AuthConfig(#[from] AuthConfigError),
+    #[error(transparent)]
+    Mirrors(#[from] MirrorError),
+    #[error("no endpoint served {image}; tried: {tried}")]
+    NoEndpoint { image: String, tried: String },
     #[error("cannot reach registry {registry} at {url}: {error}{hint}")]
     Connect {
         registry: String,
@@ -360,6 +366,7 @@ pub struct OciFetcher<'a> {
     pull_policy: PullPolicy,
     insecure: InsecureOptions,
     auth: AuthConfig,
+    mirrors: Mirrors,
     platform: Platform,
 }
 
@@ -377,8 +384,15 @@ impl<'a> OciFetcher<'a> {
             pull_policy,
             insecure,
             auth,
+            mirrors: Mirrors::default(),
             platform: spec::host_platform(),
         }
+    }
+
+    /// Look for `registries.d/<host>/hosts.toml` mirror configuration.
+    pub fn with_mirrors(mut self, mirrors: Mirrors) -> Self {
+        self.mirrors = mirrors;
+        self
     }
 
     /// Fetch for another platform than the host's (multi-arch indexes).
@@ -446,8 +460,7 @@ impl<'a> OciFetcher<'a> {
         if let Some(info) = self.stored_first(r, tag.as_deref(), &described)? {
             return Ok(info);
         }
-        let registry = self.registry_for(r);
-        let top = registry.manifest(&r.manifest_reference())?;
+        let (registry, top) = self.resolve(r, &described)?;
         let top_digest = verify_top_manifest(&top, r.digest.as_ref(), &described)?;
         let resolved = self.platform_manifest(&registry, top, top_digest, &described)?;
         if let Some(info) = self.up_to_date(r, tag.as_deref(), &resolved.digest, &described)? {
@@ -494,14 +507,64 @@ impl<'a> OciFetcher<'a> {
         Ok(None)
     }
 
-    /// A client for `r`'s registry with the credentials configured for it.
-    fn registry_for(&self, r: &RegistryRef) -> Registry {
-        let credentials = self.auth.for_registry(&r.registry).cloned();
+    /// The top manifest of `r` from the first endpoint (mirrors in order, then the
+    /// registry) that serves it, and a client for that endpoint, which serves the
+    /// rest of the image. With one endpoint its error is returned as it is; with
+    /// several, one error names each endpoint tried and why it failed.
+    fn resolve(
+        &self,
+        r: &RegistryRef,
+        described: &str,
+    ) -> Result<(Registry, RawManifest), OciError> {
+        let pinned = r.digest.is_some();
+        let endpoints: Vec<Endpoint> = self
+            .mirrors
+            .endpoints(r)?
+            .into_iter()
+            .filter(|e| e.serves(pinned))
+            .collect();
+        let single = endpoints.len() == 1;
+        let mut tried = Vec::new();
+        for endpoint in &endpoints {
+            let registry = self.registry_for(r, endpoint);
+            match registry.manifest(&r.manifest_reference()) {
+                Ok(top) => {
+                    if endpoint.mirror {
+                        self.progress
+                            .message(&format!("{described}: from mirror {}", endpoint.url));
+                    }
+                    return Ok((registry, top));
+                }
+                Err(e) if single => return Err(e),
+                Err(e) => {
+                    tracing::info!(endpoint = %endpoint.url, error = %manifests::error::chain(&e), "trying the next endpoint");
+                    tried.push(format!(
+                        "{} ({})",
+                        endpoint.url,
+                        manifests::error::chain(&e)
+                    ));
+                }
+            }
+        }
+        Err(OciError::NoEndpoint {
+            image: described.to_string(),
+            tried: if tried.is_empty() {
+                "none: no configured endpoint can resolve a tag; pin the image by digest"
+                    .to_string()
+            } else {
+                tried.join("; ")
+            },
+        })
+    }
+
+    /// A client for `endpoint` with the credentials configured for its host.
+    fn registry_for(&self, r: &RegistryRef, endpoint: &Endpoint) -> Registry {
+        let credentials = self.auth.for_registry(&endpoint.host).cloned();
         let source = self
             .auth
-            .source_of(&r.registry)
+            .source_of(&endpoint.host)
             .map(|p| p.display().to_string());
-        Registry::new(r, self.insecure, credentials, source)
+        Registry::new(r, endpoint, self.insecure, credentials, source)
     }
 
     /// The image manifest for this platform: `top` itself, or the one its index

@@ -11,6 +11,8 @@
 //! - Redirects are followed (blobs often redirect to storage); the `Authorization`
 //!   header is not sent to the redirect target.
 //! - Credentials and tokens never appear in logs or errors.
+//! - A mirror endpoint (`registries.d`, see [`super::mirrors`]) has a fixed API root:
+//!   no probing; plain http when its URL says so; `skip_verify` as configured.
 
 use std::io::Read;
 use std::sync::Mutex;
@@ -21,6 +23,7 @@ use ureq::tls::TlsConfig;
 use ureq::{Agent, Body};
 
 use super::auth::{query_escape, Challenge, Credentials};
+use super::mirrors::Endpoint;
 use super::reference::RegistryRef;
 use super::spec::{Digest, MANIFEST_ACCEPT};
 use super::{OciError, RawBlob, RawManifest};
@@ -40,11 +43,15 @@ const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 pub struct Registry {
     agent: Agent,
     image: RegistryRef,
+    /// The host requests go to (the registry's, or a mirror's).
+    host: String,
+    /// A fixed API root (mirrors, `server`), else found by probing.
+    api: Option<String>,
     insecure: InsecureOptions,
     credentials: Option<Credentials>,
     /// Where the credentials came from (for error messages).
     credentials_source: Option<String>,
-    /// `https://host` or `http://host`, decided by the first request.
+    /// The API root (`https://host/v2`), decided by the first request.
     base: Mutex<Option<String>>,
     /// The current `Authorization` value.
     authorization: Mutex<Option<String>>,
@@ -53,15 +60,20 @@ pub struct Registry {
 impl Registry {
     pub fn new(
         image: &RegistryRef,
+        endpoint: &Endpoint,
         insecure: InsecureOptions,
         credentials: Option<Credentials>,
         credentials_source: Option<String>,
     ) -> Registry {
         let tls = TlsConfig::builder()
-            .disable_verification(insecure.tls)
+            .disable_verification(insecure.tls || endpoint.skip_verify)
             .build();
+        let http_endpoint = endpoint
+            .api
+            .as_deref()
+            .is_some_and(|a| a.starts_with("http://"));
         let agent = Agent::config_builder()
-            .https_only(!insecure.http)
+            .https_only(!insecure.http && !http_endpoint)
             .http_status_as_error(false)
             .tls_config(tls)
             .max_redirects(MAX_REDIRECTS)
@@ -75,6 +87,8 @@ impl Registry {
         Registry {
             agent,
             image: image.clone(),
+            host: endpoint.host.clone(),
+            api: endpoint.api.clone(),
             insecure,
             credentials,
             credentials_source,
@@ -93,6 +107,10 @@ impl Registry {
         if let Some(b) = base.as_ref() {
             return Ok(b.clone());
         }
+        if let Some(api) = &self.api {
+            *base = Some(api.clone());
+            return Ok(api.clone());
+        }
         let found = self.ping()?;
         *base = Some(found.clone());
         Ok(found)
@@ -101,8 +119,8 @@ impl Registry {
     /// `GET /v2/` over https, then (if allowed) http; returns the base URL that
     /// answered like a registry.
     fn ping(&self) -> Result<String, OciError> {
-        let host = &self.image.registry;
-        let https = format!("https://{host}");
+        let host = &self.host;
+        let https = format!("https://{host}/v2");
         let first = self.ping_at(&https);
         let err = match first {
             Ok(()) => return Ok(https),
@@ -120,7 +138,7 @@ impl Registry {
             Err(e) => return Err(e),
         };
         tracing::debug!(registry = %host, error = %manifests::error::chain(&err), "https failed; trying plain http");
-        let http = format!("http://{host}");
+        let http = format!("http://{host}/v2");
         match self.ping_at(&http) {
             Ok(()) => Ok(http),
             // Neither answers like a registry: the https failure says more (a
@@ -143,14 +161,14 @@ impl Registry {
     }
 
     fn ping_at(&self, base: &str) -> Result<(), OciError> {
-        let url = format!("{base}/v2/");
+        let url = format!("{base}/");
         tracing::debug!(%url, "registry ping");
         let resp = self
             .agent
             .get(&url)
             .call()
             .map_err(|source| OciError::Connect {
-                registry: self.image.registry.clone(),
+                registry: self.host.clone(),
                 url: url.clone(),
                 error: Box::new(source),
                 hint: String::new(),
@@ -158,7 +176,7 @@ impl Registry {
         match resp.status().as_u16() {
             200..=299 | 401 => Ok(()),
             404 => Err(OciError::NotARegistry {
-                registry: self.image.registry.clone(),
+                registry: self.host.clone(),
                 url,
             }),
             status => Err(OciError::Status {
@@ -228,7 +246,7 @@ impl Registry {
     fn unauthorized(&self, sent_credentials: bool, detail: Option<String>) -> OciError {
         OciError::Unauthorized {
             image: self.image_name(),
-            registry: self.image.registry.clone(),
+            registry: self.host.clone(),
             credentials: self.credentials.as_ref().map(|c| {
                 (
                     c.user.clone(),
@@ -310,7 +328,7 @@ impl Registry {
 
     /// `GET /v2/REPO/manifests/REFERENCE` (a tag or a digest).
     pub fn manifest(&self, reference: &str) -> Result<RawManifest, OciError> {
-        let path = format!("/v2/{}/manifests/{reference}", self.image.repository);
+        let path = format!("/{}/manifests/{reference}", self.image.repository);
         let (url, resp) = self.get(&path, Some(MANIFEST_ACCEPT))?;
         let status = resp.status().as_u16();
         if status == 404 {
@@ -350,7 +368,7 @@ impl Registry {
 
     /// `GET /v2/REPO/blobs/DIGEST`, as a stream.
     pub fn blob(&self, digest: &Digest, what: &str) -> Result<RawBlob, OciError> {
-        let path = format!("/v2/{}/blobs/{digest}", self.image.repository);
+        let path = format!("/{}/blobs/{digest}", self.image.repository);
         let (url, resp) = self.get(&path, None)?;
         let status = resp.status().as_u16();
         if status == 404 {

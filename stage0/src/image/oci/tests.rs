@@ -1350,3 +1350,81 @@ fn a_registry_image_is_recorded_by_registry_repository_and_tag() {
         vec![Some(Digest::sha256_of(b"1")), Some(Digest::sha256_of(b"2"))]
     );
 }
+
+#[test]
+fn mirrors_in_order_each_with_its_own_credentials() {
+    // The first mirror lacks the image (404), the second has it behind Basic auth.
+    let empty = Reg::start(Auth::None);
+    let mirror = Reg::start(Auth::Basic("m".into(), "mirror-pw".into()));
+    let digest = mirror.push("pause", "3.9", &layered());
+    let config = tempfile::tempdir().unwrap();
+    let dir = config.path().join("registries.d/registry.k8s.io");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("hosts.toml"),
+        format!(
+            // The server, last, is kept offline (the test must not reach out).
+            "server = \"http://127.0.0.1:1\"\n\
+             [host.\"http://{}\"]\n[host.\"http://{}\"]\n",
+            empty.host(),
+            mirror.host()
+        ),
+    )
+    .unwrap();
+    let mirrors = || Mirrors::new(&[config.path()]);
+    let env = Env::new();
+    // Plain http mirrors need no `http` option: the file names them.
+    let fetcher = |auth| {
+        env.fetcher(PullPolicy::Update, "image", auth)
+            .with_mirrors(mirrors())
+    };
+    // Credentials for the registry's name are not the mirror's.
+    let mut wrong_host = AuthConfig::default();
+    wrong_host.insert(
+        "registry.k8s.io",
+        Credentials {
+            user: "m".into(),
+            password: "mirror-pw".into(),
+        },
+    );
+    let err = fetcher(wrong_host)
+        .fetch("docker://registry.k8s.io/pause:3.9")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("http://{}", empty.host()))
+            && err.contains(&format!(
+                "http://{} (registry {} requires",
+                mirror.host(),
+                mirror.host()
+            ))
+            && err.contains("http://127.0.0.1:1 ("),
+        "{err}"
+    );
+    env.assert_empty();
+
+    let info = fetcher(creds_for(&mirror, "m", "mirror-pw"))
+        .fetch("docker://registry.k8s.io/pause:3.9")
+        .unwrap();
+    // The image keeps its name; the first mirror was asked and said 404.
+    assert_eq!(info.name, "registry.k8s.io/pause");
+    assert!(empty
+        .log()
+        .iter()
+        .any(|(p, s, _)| p == "/v2/pause/manifests/3.9" && *s == 404));
+    assert!(mirror.blob_gets() > 0);
+    assert!(env
+        .progress
+        .messages
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|m| m.contains(&format!("from mirror http://{}", mirror.host()))));
+    // Pinned by digest: found in the store under the registry's name.
+    let pinned = env
+        .fetcher(PullPolicy::New, "", AuthConfig::default())
+        .with_mirrors(mirrors())
+        .fetch(&format!("docker://registry.k8s.io/pause@{digest}"))
+        .unwrap();
+    assert_eq!(pinned.id, info.id);
+}
