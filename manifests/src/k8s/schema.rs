@@ -178,6 +178,7 @@ pub(crate) static POD_SPEC: Schema = Schema {
         ),
         no("hostAliases", "the runtime writes the pod's /etc/hosts"),
         no("subdomain", "there is no cluster DNS; use hostname"),
+        no("hostnameOverride", "use hostname"),
         no("setHostnameAsFQDN", "there is no cluster DNS; use hostname"),
         ignore_unless(
             "enableServiceLinks",
@@ -298,6 +299,10 @@ pub(crate) static CONTAINER: Schema = Schema {
         no(
             "restartPolicy",
             "sidecar containers are not supported; restartPolicy belongs to the pod spec",
+        ),
+        no(
+            "restartPolicyRules",
+            "per-container restart rules are not supported; restartPolicy belongs to the pod spec",
         ),
     ],
 };
@@ -429,6 +434,7 @@ pub(crate) static HTTP_ACTION: Schema = Schema {
 };
 
 const USE_HOST_PATH: &str = "put the files on the host and use a hostPath volume";
+const ON_THE_HOST: &str = "mount it on the host and use a hostPath volume";
 
 pub(crate) static VOLUME: Schema = Schema {
     what: "volume",
@@ -451,7 +457,19 @@ pub(crate) static VOLUME: Schema = Schema {
             "mount it on the host and use a hostPath volume",
         ),
         no("fc", "mount it on the host and use a hostPath volume"),
-        no("local", "use a hostPath volume"),
+        no("awsElasticBlockStore", ON_THE_HOST),
+        no("azureDisk", ON_THE_HOST),
+        no("azureFile", ON_THE_HOST),
+        no("cinder", ON_THE_HOST),
+        no("flexVolume", ON_THE_HOST),
+        no("flocker", ON_THE_HOST),
+        no("gcePersistentDisk", ON_THE_HOST),
+        no("photonPersistentDisk", ON_THE_HOST),
+        no("portworxVolume", ON_THE_HOST),
+        no("quobyte", ON_THE_HOST),
+        no("scaleIO", ON_THE_HOST),
+        no("storageos", ON_THE_HOST),
+        no("vsphereVolume", ON_THE_HOST),
         no(
             "gitRepo",
             "clone the repository on the host and use a hostPath volume",
@@ -562,6 +580,34 @@ impl Schema {
         )
     }
 }
+
+/// Each table and the Kubernetes type it checks, for the field contract
+/// (`docs/pod-fields.md`).
+#[cfg(test)]
+pub(crate) const TABLES: &[(&Schema, &str)] = &[
+    (&POD, "Pod"),
+    (&METADATA, "ObjectMeta"),
+    (&POD_SPEC, "PodSpec"),
+    (&POD_SECURITY_CONTEXT, "PodSecurityContext"),
+    (&CONTAINER, "Container"),
+    (&ENV, "EnvVar"),
+    (&PORT, "ContainerPort"),
+    (&VOLUME_MOUNT, "VolumeMount"),
+    (&RESOURCES, "ResourceRequirements"),
+    (&CONTAINER_SECURITY_CONTEXT, "SecurityContext"),
+    (&SECCOMP_PROFILE, "SeccompProfile"),
+    (&CAPABILITIES, "Capabilities"),
+    (&PROBE, "Probe"),
+    (&EXEC_ACTION, "ExecAction"),
+    (&TCP_ACTION, "TCPSocketAction"),
+    (&HTTP_ACTION, "HTTPGetAction"),
+    (&VOLUME, "Volume"),
+    (&HOST_PATH, "HostPathVolumeSource"),
+    (&EMPTY_DIR, "EmptyDirVolumeSource"),
+];
+
+#[cfg(test)]
+mod contract;
 
 #[cfg(test)]
 mod tests {
