@@ -1079,3 +1079,105 @@ spec:
     let open = logs("open");
     assert!(open.contains("Seccomp:\t0"), "{open}");
 }
+
+/// Fields a single host has nothing to do with (scheduling, service accounts) are
+/// ignored with a warning naming file:line and field: `rkt apply` (also `--dry-run`)
+/// prints them, the pod runs, `rkt reconcile status` shows them; `--strict` refuses
+/// the pod, on apply (nothing written) and in the reconciler (the file is handled as
+/// an invalid one: the running pod is kept and the status names the field).
+#[test]
+fn ignored_fields_warn_run_and_are_refused_when_strict() {
+    need_root!("ignored_fields_warn_run_and_are_refused_when_strict");
+    let env = Env::new();
+    let input = env.rkt.scratch().join("web.yaml");
+    // Lines 7, 8 and 10 of the manifest.
+    let text = env.pod("web", "3600").replace(
+        "  hostNetwork: true\n",
+        "  hostNetwork: true\n  priorityClassName: high\n  tolerations:\n  - operator: Exists\n  serviceAccountName: builder\n",
+    );
+    fs::write(&input, &text).unwrap();
+    let shown = input.display().to_string();
+    let expected = [
+        (7, "spec.priorityClassName"),
+        (8, "spec.tolerations"),
+        (10, "spec.serviceAccountName"),
+    ];
+
+    let out = env.rkt.run(["apply", "-f", &shown, "--dry-run"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr());
+    assert!(
+        out.stdout().contains("pod/default/web created (dry run)"),
+        "{}",
+        out.stdout()
+    );
+    for (line, field) in expected {
+        let want = format!("warning: {shown}:{line}:3: {field}: ");
+        assert!(out.stderr().contains(&want), "{want}\n{}", out.stderr());
+    }
+    assert!(out.stderr().contains("is ignored"), "{}", out.stderr());
+
+    for extra in [&["--dry-run", "--strict"][..], &["--strict"][..]] {
+        let mut args = vec!["apply", "-f", &shown];
+        args.extend_from_slice(extra);
+        let out = env.rkt.run(args);
+        assert_eq!(out.code(), Some(1), "{extra:?}: {}", out.stderr());
+        for (line, field) in expected {
+            let want = format!("{shown}:{line}:3: {field}: ");
+            assert!(out.stderr().contains(&want), "{want}\n{}", out.stderr());
+        }
+        assert!(
+            out.stderr().contains("nothing was applied"),
+            "{}",
+            out.stderr()
+        );
+        assert_eq!(fs::read_dir(&env.pods_dir).unwrap().count(), 0);
+    }
+
+    // Not strict: the pod runs, with its warnings in the status.
+    let daemon = env.daemon();
+    let out = env.rkt.run(["apply", "-f", &shown, "--wait=60s"]);
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout(), out.stderr());
+    let uuid = env.wait_running("web");
+    let st = env.pod_status("web");
+    let fields: Vec<&str> = st["warnings"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .map(|w| w["field"].as_str().unwrap_or("-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(fields, expected.map(|(_, f)| f), "{st}");
+    assert_eq!(st["warnings"][1]["line"], 8, "{st}");
+    assert!(st["lastError"].is_null(), "{st}");
+    let json: Value =
+        serde_json::from_str(&env.rkt.ok(["reconcile", "status", "--format=json"])).unwrap();
+    assert!(
+        json["pods"][0]["warnings"]
+            .to_string()
+            .contains("spec.tolerations"),
+        "{json}"
+    );
+    let text = env.rkt.ok(["reconcile", "status"]);
+    assert!(
+        text.contains("default/web: warning: ")
+            && text.contains("default_web.yaml:8:3: spec.tolerations"),
+        "{text}"
+    );
+    assert_eq!(daemon.terminate(), Some(0));
+
+    // A strict reconciler refuses the file like an invalid one: the pod keeps running.
+    let r = env.rkt_insecure(&["reconcile", "--once", "--strict"]);
+    assert_eq!(r.code(), Some(1), "{}", r.stderr());
+    let st = env.pod_status("web");
+    assert_eq!(st["phase"], "Running", "{st}");
+    assert_eq!(st["uuid"], uuid.as_str(), "{st}");
+    assert_eq!(st["lastError"]["field"], "spec.priorityClassName", "{st}");
+    assert_eq!(st["lastError"]["line"], 7, "{st}");
+    assert_eq!(env.running_uuid("web").as_deref(), Some(uuid.as_str()));
+    let text = env.rkt.ok(["reconcile", "status"]);
+    assert!(
+        text.contains("invalid: ") && text.contains("serviceAccountName"),
+        "{text}"
+    );
+}

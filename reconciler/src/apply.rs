@@ -111,6 +111,18 @@ pub struct Parsed {
     pub errors: Vec<ManifestError>,
 }
 
+impl Parsed {
+    /// `--strict`: pods with warnings are refused (see [`manifests::k8s::strict`]).
+    pub fn make_strict(&mut self) {
+        let (pods, errors) = manifests::k8s::strict(
+            std::mem::take(&mut self.pods),
+            std::mem::take(&mut self.errors),
+        );
+        self.pods = pods;
+        self.errors = errors;
+    }
+}
+
 pub fn parse_inputs(inputs: Vec<Input>) -> Vec<Parsed> {
     inputs
         .into_iter()

@@ -63,6 +63,9 @@ pub struct Options {
     pub guarded: Vec<(PathBuf, &'static str)>,
     /// Refuse to act while any of them can be written by others than root.
     pub strict_permissions: bool,
+    /// `--strict`: a manifest pod with warnings (ignored fields) is an error, and its
+    /// file is handled as an invalid file.
+    pub strict: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -701,6 +704,11 @@ impl<X: Execute, C: Clock, E: Events> Loop<X, C, E> {
     fn pass(&mut self, act: bool) {
         let now = self.clock.wall();
         let mut scan = observe::scan_dir(&self.opts.pods_dir);
+        if self.opts.strict {
+            scan.files
+                .iter_mut()
+                .for_each(observe::ManifestFile::make_strict);
+        }
         self.perms.check();
         let warnings = self.perms.warnings();
         if self.opts.strict_permissions && !warnings.is_empty() && scan.error.is_none() {

@@ -47,6 +47,20 @@ pub struct ManifestFile {
     pub errors: Vec<ManifestError>,
 }
 
+impl ManifestFile {
+    /// `--strict`: a pod with warnings (ignored fields) is refused like a pod with
+    /// errors: its warnings become the file's errors, so the file is invalid and its
+    /// last good pods are kept (see [`build_desired`]).
+    pub fn make_strict(&mut self) {
+        let (pods, errors) = k8s::strict(
+            std::mem::take(&mut self.pods),
+            std::mem::take(&mut self.errors),
+        );
+        self.pods = pods;
+        self.errors = errors;
+    }
+}
+
 /// What one scan of the pods dir found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirScan {

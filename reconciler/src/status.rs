@@ -87,6 +87,9 @@ pub struct PodStatus {
     /// More about the phase for people ("back-off 20s", "replacing ...").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The manifest's ignored fields (file:line, field, why): the pod runs without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<ManifestError>,
     #[serde(with = "super::time::one")]
     pub last_transition_time: SystemTime,
 }
@@ -292,6 +295,7 @@ pub fn derive_pods(i: &Inputs) -> Vec<PodStatus> {
                         .any(|c| c.readiness_probe.is_some()),
                     last_error,
                     message: phase.message.clone(),
+                    warnings: wanted.pod.warnings.clone(),
                     last_transition_time: i.now,
                 }
             }
@@ -318,6 +322,7 @@ pub fn derive_pods(i: &Inputs) -> Vec<PodStatus> {
                     readiness_probes: pod.has_readiness,
                     last_error: i.view.first_error(&pod.pod.source).cloned(),
                     message: phase.message.clone(),
+                    warnings: Vec::new(),
                     last_transition_time: i.now,
                 }
             }

@@ -32,6 +32,7 @@ pub fn desired_pod(name: &str, hash: &str) -> DesiredPod {
         init_containers: Vec::new(),
         containers: Vec::new(),
         volumes: Vec::new(),
+        warnings: Vec::new(),
     }
 }
 

@@ -36,6 +36,7 @@ pub(super) fn convert_file(file: &str, text: &str) -> (Vec<DesiredPod>, Vec<Mani
         file,
         errors: Vec::new(),
         count: 0,
+        warnings: Vec::new(),
         pods: Vec::new(),
         seen: HashMap::new(),
         seccomp_annotation: Seccomp::Default,
@@ -70,6 +71,8 @@ struct Reader<'f> {
     errors: Vec<ManifestError>,
     /// All errors found so far (whether a Pod had errors is told by this count).
     count: usize,
+    /// Warnings of the Pod being read (ignored fields), moved into it when it loads.
+    warnings: Vec<ManifestError>,
     pods: Vec<DesiredPod>,
     /// Pods of this file so far, with the line they start at.
     seen: HashMap<PodKey, usize>,
@@ -192,6 +195,19 @@ impl Reader<'_> {
         });
     }
 
+    fn warn(&mut self, pos: Pos, field: &str, message: String) {
+        if self.warnings.len() >= MAX_ERRORS {
+            return;
+        }
+        self.warnings.push(ManifestError {
+            file: self.file.to_string(),
+            line: Some(pos.line),
+            column: Some(pos.col),
+            field: cut(field.to_string()),
+            message: cut(message),
+        });
+    }
+
     // ---- generic readers -------------------------------------------------------------
 
     /// Check a mapping against its schema; `None` (after an error) if it is no mapping.
@@ -231,7 +247,15 @@ impl Reader<'_> {
             if schema.fields.contains(&key.name.as_str()) {
                 kept.push((key, value));
             } else if let Some(unsupported) = schema.unsupported(&key.name) {
-                if !accepts(unsupported.accept, value) {
+                if unsupported.ignored {
+                    if !accepts(unsupported.accept, value) {
+                        self.warn(
+                            key.pos,
+                            &field,
+                            format!("{} is ignored: {}", key.name, unsupported.why),
+                        );
+                    }
+                } else if !accepts(unsupported.accept, value) {
                     let only = match unsupported.accept {
                         Accept::Value(v) if !v.is_empty() => format!(" (only {v} is accepted)"),
                         _ => String::new(),
@@ -551,6 +575,7 @@ impl Reader<'_> {
 
     fn pod(&mut self, node: &Node, path: &str) {
         let errors_before = self.count;
+        self.warnings.clear();
         let Some(obj) = self.object(node, path, &schema::POD) else {
             return;
         };
@@ -677,6 +702,7 @@ impl Reader<'_> {
             init_containers: spec.init_containers,
             containers: spec.containers,
             volumes: spec.volumes,
+            warnings: std::mem::take(&mut self.warnings),
         };
         pod.spec_hash = pod.compute_spec_hash();
         self.pods.push(pod);

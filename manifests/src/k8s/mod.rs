@@ -155,6 +155,11 @@ pub struct DesiredPod {
     pub init_containers: Vec<DesiredContainer>,
     pub containers: Vec<DesiredContainer>,
     pub volumes: Vec<DesiredVolume>,
+    /// Fields that were read but have nothing to do on a single host (scheduling,
+    /// service accounts, API-server metadata): ignored, each with a warning naming the
+    /// file, line and field. Not part of [`DesiredPod::spec_hash`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<ManifestError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -267,7 +272,8 @@ pub enum ProbeAction {
 
 /// Parse one file's bytes (YAML or JSON; several `---` documents; `kind: Pod` and
 /// `kind: List` of Pods; apiVersion v1). Every problem is collected (not stop-at-first).
-/// Pods with errors are NOT returned; the others are.
+/// Pods with errors are NOT returned; the others are, with the warnings of their ignored
+/// fields in [`DesiredPod::warnings`] (see [`strict`] to refuse them instead).
 pub fn parse_file(file: &str, bytes: &[u8]) -> (Vec<DesiredPod>, Vec<ManifestError>) {
     let whole_file = |message: String| ManifestError {
         file: file.to_string(),
@@ -304,6 +310,22 @@ pub fn parse_file(file: &str, bytes: &[u8]) -> (Vec<DesiredPod>, Vec<ManifestErr
         }
     };
     convert::convert_file(file, text)
+}
+
+/// `--strict`: a pod with warnings is refused: its warnings become errors of the file
+/// (in file order) and the pod is left out, as if it had errors.
+pub fn strict(
+    pods: Vec<DesiredPod>,
+    mut errors: Vec<ManifestError>,
+) -> (Vec<DesiredPod>, Vec<ManifestError>) {
+    let (warned, clean): (Vec<DesiredPod>, Vec<DesiredPod>) =
+        pods.into_iter().partition(|p| !p.warnings.is_empty());
+    if warned.is_empty() {
+        return (clean, errors);
+    }
+    errors.extend(warned.into_iter().flat_map(|p| p.warnings));
+    errors.sort_by_key(|e| (e.line.is_none(), e.line, e.column));
+    (clean, errors)
 }
 
 impl DesiredPod {

@@ -7,6 +7,9 @@ pub(crate) struct Unsupported {
     /// Completes "`name` is not supported: ...".
     pub why: &'static str,
     pub accept: Accept,
+    /// Values not accepted by `accept` are ignored with a warning (`true`) or refused
+    /// with an error (`false`).
+    pub ignored: bool,
 }
 
 /// Values of an unsupported field that are harmless (the Kubernetes default, or empty),
@@ -34,24 +37,47 @@ const fn no(name: &'static str, why: &'static str) -> Unsupported {
         name,
         why,
         accept: Accept::Never,
+        ignored: false,
     }
 }
 
 const fn unless(name: &'static str, accept: Accept, why: &'static str) -> Unsupported {
-    Unsupported { name, why, accept }
+    Unsupported {
+        name,
+        why,
+        accept,
+        ignored: false,
+    }
+}
+
+/// A field a single host has nothing to do with: any value loads, with a warning
+/// ("`name` is ignored: `why`"), unless it is empty.
+const fn ignore(name: &'static str, why: &'static str) -> Unsupported {
+    ignore_unless(name, Accept::Empty, why)
+}
+
+/// Like [`ignore`], silent also for the `accept`ed value (the Kubernetes default).
+const fn ignore_unless(name: &'static str, accept: Accept, why: &'static str) -> Unsupported {
+    Unsupported {
+        name,
+        why,
+        accept,
+        ignored: true,
+    }
 }
 
 const SCHEDULING: &str = "scheduling does not apply: the pod runs on the host that reads the file";
 const API_SERVER: &str = "it is set by the Kubernetes API server; remove it";
 const NO_API: &str = "there is no Kubernetes API server here";
+const SET_BY_API_SERVER: &str = "it is set by the Kubernetes API server";
+const NO_TOKEN: &str = "there is no API server, so no service account token to mount";
 
 pub(crate) static POD: Schema = Schema {
     what: "Pod",
     fields: &["apiVersion", "kind", "metadata", "spec"],
-    unsupported: &[unless(
+    unsupported: &[ignore(
         "status",
-        Accept::Empty,
-        "status is written by the runtime, not read from the manifest; remove it",
+        "status is written by the runtime, not read from the manifest",
     )],
 };
 
@@ -79,18 +105,18 @@ pub(crate) static METADATA: Schema = Schema {
             "generateName",
             "a manifest pod needs a fixed identity; set name instead",
         ),
-        no(
-            "uid",
-            "every pod gets its own UUID from the runtime; remove it",
-        ),
-        no("resourceVersion", API_SERVER),
-        no("generation", API_SERVER),
-        no("selfLink", API_SERVER),
-        no("managedFields", API_SERVER),
-        unless("creationTimestamp", Accept::Empty, API_SERVER),
+        ignore("uid", "every pod gets its own UUID from the runtime"),
+        ignore("resourceVersion", SET_BY_API_SERVER),
+        ignore("generation", SET_BY_API_SERVER),
+        ignore("selfLink", SET_BY_API_SERVER),
+        ignore("managedFields", SET_BY_API_SERVER),
+        ignore("creationTimestamp", SET_BY_API_SERVER),
         no("deletionTimestamp", API_SERVER),
         no("deletionGracePeriodSeconds", API_SERVER),
-        no("ownerReferences", NO_API),
+        ignore(
+            "ownerReferences",
+            "there is no API server to collect the pod with its owner",
+        ),
         no("finalizers", NO_API),
     ],
 };
@@ -112,34 +138,28 @@ pub(crate) static POD_SPEC: Schema = Schema {
         no("nodeSelector", SCHEDULING),
         no("nodeName", SCHEDULING),
         no("affinity", SCHEDULING),
-        no("tolerations", SCHEDULING),
-        no("topologySpreadConstraints", SCHEDULING),
-        no("schedulingGates", SCHEDULING),
-        unless(
+        ignore("tolerations", SCHEDULING),
+        ignore("topologySpreadConstraints", SCHEDULING),
+        ignore("schedulingGates", SCHEDULING),
+        ignore_unless(
             "schedulerName",
             Accept::Value("default-scheduler"),
             SCHEDULING,
         ),
-        no("priorityClassName", SCHEDULING),
-        unless("priority", Accept::Value("0"), SCHEDULING),
-        no("preemptionPolicy", SCHEDULING),
-        no("overhead", SCHEDULING),
-        no("readinessGates", NO_API),
-        no("os", SCHEDULING),
-        no(
-            "serviceAccountName",
-            "there is no API server, so no service account token to mount",
-        ),
-        no(
-            "serviceAccount",
-            "there is no API server, so no service account token to mount",
-        ),
-        unless(
+        ignore("priorityClassName", SCHEDULING),
+        ignore_unless("priority", Accept::Value("0"), SCHEDULING),
+        ignore("preemptionPolicy", SCHEDULING),
+        ignore("overhead", SCHEDULING),
+        ignore("readinessGates", NO_API),
+        ignore("os", SCHEDULING),
+        ignore("serviceAccountName", NO_TOKEN),
+        ignore("serviceAccount", NO_TOKEN),
+        ignore_unless(
             "automountServiceAccountToken",
             Accept::Value("false"),
-            "there is no API server, so no service account token to mount",
+            NO_TOKEN,
         ),
-        no(
+        ignore(
             "imagePullSecrets",
             "registry credentials come from the runtime's auth configuration (auth.d)",
         ),
@@ -158,8 +178,9 @@ pub(crate) static POD_SPEC: Schema = Schema {
         ),
         no("hostAliases", "the runtime writes the pod's /etc/hosts"),
         no("subdomain", "there is no cluster DNS; use hostname"),
+        no("hostnameOverride", "use hostname"),
         no("setHostnameAsFQDN", "there is no cluster DNS; use hostname"),
-        unless(
+        ignore_unless(
             "enableServiceLinks",
             Accept::Value("false"),
             "there are no Kubernetes services to link",
@@ -278,6 +299,10 @@ pub(crate) static CONTAINER: Schema = Schema {
         no(
             "restartPolicy",
             "sidecar containers are not supported; restartPolicy belongs to the pod spec",
+        ),
+        no(
+            "restartPolicyRules",
+            "per-container restart rules are not supported; restartPolicy belongs to the pod spec",
         ),
     ],
 };
@@ -409,6 +434,7 @@ pub(crate) static HTTP_ACTION: Schema = Schema {
 };
 
 const USE_HOST_PATH: &str = "put the files on the host and use a hostPath volume";
+const ON_THE_HOST: &str = "mount it on the host and use a hostPath volume";
 
 pub(crate) static VOLUME: Schema = Schema {
     what: "volume",
@@ -431,7 +457,19 @@ pub(crate) static VOLUME: Schema = Schema {
             "mount it on the host and use a hostPath volume",
         ),
         no("fc", "mount it on the host and use a hostPath volume"),
-        no("local", "use a hostPath volume"),
+        no("awsElasticBlockStore", ON_THE_HOST),
+        no("azureDisk", ON_THE_HOST),
+        no("azureFile", ON_THE_HOST),
+        no("cinder", ON_THE_HOST),
+        no("flexVolume", ON_THE_HOST),
+        no("flocker", ON_THE_HOST),
+        no("gcePersistentDisk", ON_THE_HOST),
+        no("photonPersistentDisk", ON_THE_HOST),
+        no("portworxVolume", ON_THE_HOST),
+        no("quobyte", ON_THE_HOST),
+        no("scaleIO", ON_THE_HOST),
+        no("storageos", ON_THE_HOST),
+        no("vsphereVolume", ON_THE_HOST),
         no(
             "gitRepo",
             "clone the repository on the host and use a hostPath volume",
@@ -542,6 +580,34 @@ impl Schema {
         )
     }
 }
+
+/// Each table and the Kubernetes type it checks, for the field contract
+/// (`docs/pod-fields.md`).
+#[cfg(test)]
+pub(crate) const TABLES: &[(&Schema, &str)] = &[
+    (&POD, "Pod"),
+    (&METADATA, "ObjectMeta"),
+    (&POD_SPEC, "PodSpec"),
+    (&POD_SECURITY_CONTEXT, "PodSecurityContext"),
+    (&CONTAINER, "Container"),
+    (&ENV, "EnvVar"),
+    (&PORT, "ContainerPort"),
+    (&VOLUME_MOUNT, "VolumeMount"),
+    (&RESOURCES, "ResourceRequirements"),
+    (&CONTAINER_SECURITY_CONTEXT, "SecurityContext"),
+    (&SECCOMP_PROFILE, "SeccompProfile"),
+    (&CAPABILITIES, "Capabilities"),
+    (&PROBE, "Probe"),
+    (&EXEC_ACTION, "ExecAction"),
+    (&TCP_ACTION, "TCPSocketAction"),
+    (&HTTP_ACTION, "HTTPGetAction"),
+    (&VOLUME, "Volume"),
+    (&HOST_PATH, "HostPathVolumeSource"),
+    (&EMPTY_DIR, "EmptyDirVolumeSource"),
+];
+
+#[cfg(test)]
+mod contract;
 
 #[cfg(test)]
 mod tests {

@@ -271,6 +271,7 @@ fn realistic_pod_parses_into_the_exact_desired_pod() {
                 name: "cache".into(),
             },
         ],
+        warnings: Vec::new(),
     };
     assert_eq!(pod, expected);
     assert_eq!(pod.spec_hash.len(), 64);
@@ -455,27 +456,6 @@ const UNSUPPORTED: &[(&str, usize, usize, &str, &str)] = &[
         "affinity is not supported",
     ),
     (
-        "  tolerations:\n  - operator: Exists\n",
-        9,
-        3,
-        "spec.tolerations",
-        "tolerations is not supported",
-    ),
-    (
-        "  serviceAccountName: builder\n",
-        9,
-        3,
-        "spec.serviceAccountName",
-        "serviceAccountName is not supported",
-    ),
-    (
-        "  imagePullSecrets:\n  - name: regcred\n",
-        9,
-        3,
-        "spec.imagePullSecrets",
-        "imagePullSecrets is not supported: registry credentials",
-    ),
-    (
         "  hostPID: true\n",
         9,
         3,
@@ -596,13 +576,6 @@ const UNSUPPORTED: &[(&str, usize, usize, &str, &str)] = &[
         "host is not supported",
     ),
     (
-        "status:\n  phase: Running\n",
-        9,
-        1,
-        "status",
-        "status is not supported",
-    ),
-    (
         "    ports:\n    - containerPort: 80\n      protocol: SCTP\n",
         11,
         17,
@@ -651,16 +624,15 @@ fn unsupported_metadata_fields() {
             "metadata.generateName",
             "generateName is not supported",
         ),
-        ("  uid: 1234\n", "metadata.uid", "uid is not supported"),
         (
-            "  ownerReferences: []\n",
-            "metadata.ownerReferences",
-            "ownerReferences is not supported",
+            "  deletionTimestamp: \"2024-01-01T00:00:00Z\"\n",
+            "metadata.deletionTimestamp",
+            "deletionTimestamp is not supported",
         ),
         (
-            "  resourceVersion: \"7\"\n",
-            "metadata.resourceVersion",
-            "resourceVersion is not supported",
+            "  finalizers: [example.com/x]\n",
+            "metadata.finalizers",
+            "finalizers is not supported",
         ),
     ];
     for (extra, field, message) in cases {
@@ -675,6 +647,244 @@ fn unsupported_metadata_fields() {
             errors[0].message
         );
     }
+}
+
+/// Fields a single host has nothing to do with: (appended to BASE at line 9, line,
+/// column, field, message start). The pod loads, with one warning.
+const IGNORED: &[(&str, usize, usize, &str, &str)] = &[
+    (
+        "  tolerations:\n  - operator: Exists\n",
+        9,
+        3,
+        "spec.tolerations",
+        "tolerations is ignored: scheduling does not apply",
+    ),
+    (
+        "  topologySpreadConstraints:\n  - {maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule}\n",
+        9,
+        3,
+        "spec.topologySpreadConstraints",
+        "topologySpreadConstraints is ignored: scheduling",
+    ),
+    (
+        "  schedulingGates: [{name: x}]\n",
+        9,
+        3,
+        "spec.schedulingGates",
+        "schedulingGates is ignored",
+    ),
+    (
+        "  priorityClassName: system-node-critical\n",
+        9,
+        3,
+        "spec.priorityClassName",
+        "priorityClassName is ignored: scheduling",
+    ),
+    (
+        "  priority: 2000001000\n",
+        9,
+        3,
+        "spec.priority",
+        "priority is ignored",
+    ),
+    (
+        "  preemptionPolicy: Never\n",
+        9,
+        3,
+        "spec.preemptionPolicy",
+        "preemptionPolicy is ignored",
+    ),
+    (
+        "  schedulerName: my-scheduler\n",
+        9,
+        3,
+        "spec.schedulerName",
+        "schedulerName is ignored",
+    ),
+    (
+        "  overhead: {cpu: 250m}\n",
+        9,
+        3,
+        "spec.overhead",
+        "overhead is ignored",
+    ),
+    (
+        "  os: {name: linux}\n",
+        9,
+        3,
+        "spec.os",
+        "os is ignored",
+    ),
+    (
+        "  serviceAccountName: builder\n",
+        9,
+        3,
+        "spec.serviceAccountName",
+        "serviceAccountName is ignored: there is no API server",
+    ),
+    (
+        "  serviceAccount: builder\n",
+        9,
+        3,
+        "spec.serviceAccount",
+        "serviceAccount is ignored",
+    ),
+    (
+        "  automountServiceAccountToken: true\n",
+        9,
+        3,
+        "spec.automountServiceAccountToken",
+        "automountServiceAccountToken is ignored",
+    ),
+    (
+        "  enableServiceLinks: true\n",
+        9,
+        3,
+        "spec.enableServiceLinks",
+        "enableServiceLinks is ignored",
+    ),
+    (
+        "  imagePullSecrets:\n  - name: regcred\n",
+        9,
+        3,
+        "spec.imagePullSecrets",
+        "imagePullSecrets is ignored: registry credentials come from the runtime's auth configuration (auth.d)",
+    ),
+    (
+        "  readinessGates: [{conditionType: x}]\n",
+        9,
+        3,
+        "spec.readinessGates",
+        "readinessGates is ignored",
+    ),
+    (
+        "status:\n  phase: Running\n",
+        9,
+        1,
+        "status",
+        "status is ignored: status is written by the runtime",
+    ),
+];
+
+#[test]
+fn ignored_fields_load_with_a_warning() {
+    let plain = one_pod(&base(""));
+    assert!(plain.warnings.is_empty(), "{:#?}", plain.warnings);
+    for &(extra, line, column, field, message) in IGNORED {
+        let text = base(extra);
+        let pod = one_pod(&text);
+        assert_eq!(pod.warnings.len(), 1, "{extra}: {:#?}", pod.warnings);
+        let w = &pod.warnings[0];
+        assert_eq!(w.field, field, "{extra}");
+        assert_eq!(
+            (w.line, w.column),
+            (Some(line), Some(column)),
+            "{extra}: {w}"
+        );
+        assert!(w.message.starts_with(message), "{extra}: {}", w.message);
+        assert_eq!(w.file, FILE);
+        // Ignored means ignored: the pod is the same as without the field.
+        assert_eq!(pod.spec_hash, plain.spec_hash, "{extra}");
+        assert_eq!(
+            DesiredPod {
+                warnings: Vec::new(),
+                ..pod
+            },
+            plain,
+            "{extra}"
+        );
+
+        // --strict: the warning is the file's error and the pod is refused.
+        let (pods, errors) = super::strict(vec![one_pod(&text)], Vec::new());
+        assert!(pods.is_empty(), "{extra}");
+        assert_eq!(errors, vec![w.clone()], "{extra}");
+    }
+}
+
+#[test]
+fn ignored_metadata_fields_warn() {
+    let cases = [
+        ("  uid: 1234\n", "metadata.uid", "uid is ignored"),
+        (
+            "  ownerReferences: [{apiVersion: v1, kind: Node, name: n, uid: u}]\n",
+            "metadata.ownerReferences",
+            "ownerReferences is ignored",
+        ),
+        (
+            "  resourceVersion: \"7\"\n",
+            "metadata.resourceVersion",
+            "resourceVersion is ignored: it is set by the Kubernetes API server",
+        ),
+        (
+            "  generation: 3\n",
+            "metadata.generation",
+            "generation is ignored",
+        ),
+        (
+            "  creationTimestamp: \"2024-01-01T00:00:00Z\"\n",
+            "metadata.creationTimestamp",
+            "creationTimestamp is ignored",
+        ),
+        (
+            "  managedFields: [{manager: kubectl}]\n",
+            "metadata.managedFields",
+            "managedFields is ignored",
+        ),
+        (
+            "  selfLink: /api/v1/pods/web\n",
+            "metadata.selfLink",
+            "selfLink is ignored",
+        ),
+    ];
+    for (extra, field, message) in cases {
+        let text = format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n{extra}spec:\n  containers: [{{name: a, image: b}}]\n");
+        let pod = one_pod(&text);
+        assert_eq!(pod.warnings.len(), 1, "{:#?}", pod.warnings);
+        let w = &pod.warnings[0];
+        assert_eq!(w.field, field);
+        assert_eq!((w.line, w.column), (Some(5), Some(3)));
+        assert!(w.message.starts_with(message), "{}", w.message);
+    }
+}
+
+#[test]
+fn warnings_belong_to_their_pod_and_strict_keeps_the_clean_ones() {
+    let text = "\
+apiVersion: v1
+kind: Pod
+metadata: {name: one}
+spec:
+  priorityClassName: high
+  tolerations: [{operator: Exists}]
+  containers: [{name: a, image: b}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: two}
+spec:
+  containers: [{name: a, image: b}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: three}
+spec:
+  serviceAccountName: x
+  containers: [{name: a, image: b, envFrom: [{configMapRef: {name: c}}]}]
+";
+    let (pods, errors) = parse(text);
+    assert_eq!(pods.len(), 2, "{errors:#?}");
+    let fields: Vec<_> = pods[0].warnings.iter().map(|w| w.field.as_str()).collect();
+    assert_eq!(fields, ["spec.priorityClassName", "spec.tolerations"]);
+    assert!(pods[1].warnings.is_empty());
+    // The pod with an error is refused; its warning is not carried by another pod.
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].field, "spec.containers[0].envFrom");
+
+    let (strict_pods, strict_errors) = super::strict(pods, errors);
+    let keys: Vec<_> = strict_pods.iter().map(|p| p.key.name.as_str()).collect();
+    assert_eq!(keys, ["two"]);
+    let lines: Vec<_> = strict_errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [Some(5), Some(6), Some(20)]);
 }
 
 #[test]
@@ -703,6 +913,7 @@ status: {}
     let pod = one_pod(text);
     assert_eq!(pod.key.name, "web");
     assert_eq!(pod.labels, map(&[("run", "web")]));
+    assert!(pod.warnings.is_empty(), "{:#?}", pod.warnings);
 }
 
 /// (appended at line 9, line, column, field, message).

@@ -94,6 +94,11 @@ pub struct ReconcileArgs {
     /// than root: write access there is root on this host. Without it: a warning.
     #[arg(long)]
     pub strict_permissions: bool,
+    /// Refuse manifest pods with warnings (fields ignored because a single host has
+    /// nothing to do with them: scheduling, service accounts, API-server metadata):
+    /// their files are handled as invalid files. Without it: warnings, in the status.
+    #[arg(long)]
+    pub strict: bool,
     /// Pod operations (fetch, start, stop) run in parallel.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub parallel: usize,
@@ -126,6 +131,10 @@ pub struct ApplyArgs {
     /// Validate and show what would change; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Refuse pods with warnings (fields that are ignored because a single host has
+    /// nothing to do with them: scheduling, service accounts, API-server metadata).
+    #[arg(long)]
+    pub strict: bool,
     /// Wait until the pods run (and are ready, if they have readiness probes), at most
     /// TIMEOUT (default 5m); exit 1 with their errors otherwise.
     #[arg(long, num_args = 0..=1, default_missing_value = "5m", value_parser = duration, value_name = "TIMEOUT")]
@@ -211,6 +220,7 @@ pub fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode> {
         net_check: args.net_check_interval,
         guarded: guarded_dirs(cli, &args.pods_dir),
         strict_permissions: args.strict_permissions,
+        strict: args.strict,
     };
     let findings = stage0::perms::check_all(&opts.guarded);
     for f in &findings {
@@ -305,6 +315,9 @@ fn show_status(cli: &Cli, args: &StatusArgs) -> Result<ExitCode> {
         if let Some(e) = &p.last_error {
             println!("{}: error: {e}", p.key);
         }
+        for w in &p.warnings {
+            println!("{}: warning: {w}", p.key);
+        }
     }
     for f in &st.files {
         for e in &f.errors {
@@ -333,9 +346,15 @@ pub fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode> {
             eprintln!("rkt: WARNING: {f}");
         }
     }
-    let parsed = apply::parse_inputs(apply::read_inputs(&args.files)?);
+    let mut parsed = apply::parse_inputs(apply::read_inputs(&args.files)?);
+    if args.strict {
+        parsed.iter_mut().for_each(apply::Parsed::make_strict);
+    }
     let mut invalid = false;
     for p in &parsed {
+        for w in p.pods.iter().flat_map(|pod| &pod.warnings) {
+            eprintln!("warning: {w}");
+        }
         if !p.errors.is_empty() {
             invalid = true;
             println!("{} invalid", p.input.name);

@@ -357,6 +357,7 @@ fn setup(names: &[&str]) -> Setup {
         net_check: Duration::ZERO,
         guarded: Vec::new(),
         strict_permissions: false,
+        strict: false,
     };
     Setup {
         _dir: dir,

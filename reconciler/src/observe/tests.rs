@@ -277,6 +277,60 @@ fn an_invalid_file_keeps_its_last_good_pods_until_fixed_or_deleted() {
 }
 
 #[test]
+fn strict_refuses_pods_with_warnings_and_keeps_their_last_good_version() {
+    let path = "/pods.d/app.yaml";
+    let warned = |hash: &str| {
+        let mut p = at(desired_pod("web", hash), path, 1);
+        p.warnings.push(ManifestError {
+            file: path.into(),
+            line: Some(5),
+            column: Some(3),
+            field: "spec.tolerations".into(),
+            message: "tolerations is ignored: scheduling does not apply".into(),
+        });
+        p
+    };
+    let strict = |mut f: ManifestFile| {
+        f.make_strict();
+        f
+    };
+    let mut last_good = LastGood::new();
+    // Without --strict, a pod with warnings is a good pod.
+    let lenient = scan_of(vec![file(
+        path,
+        vec![warned("h1"), at(desired_pod("db", "h1"), path, 20)],
+        0,
+    )]);
+    let view = build_desired(&lenient, &mut last_good);
+    assert!(view.desired.invalid_files.is_empty());
+    assert_eq!(view.desired.pods.len(), 2);
+
+    // With --strict, the changed pod with warnings is refused like one with errors:
+    // the file is invalid, its last good web keeps running, db is managed normally.
+    let scan = scan_of(vec![strict(file(
+        path,
+        vec![warned("h2"), at(desired_pod("db", "h2"), path, 20)],
+        0,
+    ))]);
+    let view = build_desired(&scan, &mut last_good);
+    assert!(view.desired.invalid_files.contains(path));
+    let first = view.first_error(path).unwrap();
+    assert_eq!(
+        (first.line, first.field.as_str()),
+        (Some(5), "spec.tolerations")
+    );
+    assert!(view.desired.pods[&key("web")].stale);
+    assert_eq!(view.desired.pods[&key("web")].pod.spec_hash, "h1");
+    assert!(!view.desired.pods[&key("db")].stale);
+    assert_eq!(view.desired.pods[&key("db")].pod.spec_hash, "h2");
+
+    // A file without warnings is untouched by --strict.
+    let clean = strict(file(path, vec![at(desired_pod("db", "h3"), path, 20)], 0));
+    assert!(clean.errors.is_empty());
+    assert_eq!(clean.pods.len(), 1);
+}
+
+#[test]
 fn keys_parse_back() {
     assert_eq!(parse_key("default/web"), Some(key("web")));
     assert_eq!(parse_key("web"), None);

@@ -243,6 +243,41 @@ fn transition_times_change_only_with_the_phase() {
 }
 
 #[test]
+fn a_pods_warnings_are_in_its_status_and_its_json() {
+    let mut v = view(&[("web", "h", false), ("db", "h", false)], &[]);
+    let warning = ManifestError {
+        file: "/pods.d/web.yaml".into(),
+        line: Some(9),
+        column: Some(3),
+        field: "spec.priorityClassName".into(),
+        message: "priorityClassName is ignored: scheduling does not apply".into(),
+    };
+    v.desired
+        .pods
+        .get_mut(&key("web"))
+        .unwrap()
+        .pod
+        .warnings
+        .push(warning.clone());
+    let pods = derive(&v, &[], vec![], &[], &[], t(5));
+    let web = pods.iter().find(|p| p.name == "web").unwrap();
+    let db = pods.iter().find(|p| p.name == "db").unwrap();
+    assert_eq!(web.warnings, vec![warning]);
+    assert!(db.warnings.is_empty());
+    // Warnings are not errors.
+    assert_eq!(web.last_error, None);
+    assert_ne!(web.phase, Phase::Invalid);
+
+    let json = serde_json::to_value(web).unwrap();
+    assert_eq!(json["warnings"][0]["field"], "spec.priorityClassName");
+    assert_eq!(json["warnings"][0]["line"], 9);
+    let db_json = serde_json::to_value(db).unwrap();
+    assert!(db_json.get("warnings").is_none(), "{db_json}");
+    let back: PodStatus = serde_json::from_value(json).unwrap();
+    assert_eq!(&back, web);
+}
+
+#[test]
 fn status_and_state_files_are_replaced_atomically_and_read_back() {
     let d = tempfile::tempdir().unwrap();
     assert_eq!(read_status(d.path()).unwrap(), None);
