@@ -63,6 +63,8 @@ pub struct Options {
     pub guarded: Vec<(PathBuf, &'static str)>,
     /// Refuse to act while any of them can be written by others than root.
     pub strict_permissions: bool,
+    /// This host's name and labels: pods placed on other hosts are not run here.
+    pub node: manifests::k8s::Node,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -720,7 +722,8 @@ impl<X: Execute, C: Clock, E: Events> Loop<X, C, E> {
             );
             return;
         }
-        let view = observe::build_desired(&scan, &mut self.memory.last_good);
+        let mut view = observe::build_desired(&scan, &mut self.memory.last_good);
+        view.desired.node = self.opts.node.clone();
         let mut seen = match self.exec.observe() {
             Ok(s) => s,
             Err(e) => {

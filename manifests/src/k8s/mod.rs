@@ -331,6 +331,18 @@ pub fn parse_node_file(file: &str, bytes: &[u8]) -> Result<NodeFile, Vec<Manifes
     convert::node_file(file, text)
 }
 
+/// Whether `name` may name a host (`--node-name`): a DNS subdomain, as Kubernetes'
+/// node names.
+pub fn check_node_name(name: &str) -> Result<(), String> {
+    convert::dns_subdomain(name)
+}
+
+/// Whether `key=value` is a valid label (`--node-label`).
+pub fn check_label(key: &str, value: &str) -> Result<(), String> {
+    convert::qualified_name(key)?;
+    convert::label_value(value)
+}
+
 impl DesiredPod {
     /// The hash of everything but where the pod was read from (file, line) and how it is
     /// replaced (`rkt.io/replace`: changing only that must not replace a running pod).

@@ -357,6 +357,7 @@ fn setup(names: &[&str]) -> Setup {
         net_check: Duration::ZERO,
         guarded: Vec::new(),
         strict_permissions: false,
+        node: manifests::k8s::Node::new("this-host", Default::default()),
     };
     Setup {
         _dir: dir,
