@@ -28,6 +28,8 @@ Examples:
   rkt reconcile --once --pods-dir ./pods
   # Refuse to act while others than root can write the pods, trust or net.d dirs
   rkt reconcile --strict-permissions --resync=30s --stop-pods-on-exit
+  # One of several hosts sharing a pods dir: run the pods placed on this host
+  rkt reconcile --node-name=edge-1 --node-label=disk=ssd
   # How the manifests' pods are doing: phase, pod, restarts, last error
   rkt reconcile status --format=json-pretty";
 
