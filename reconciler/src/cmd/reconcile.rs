@@ -111,12 +111,17 @@ pub struct ReconcileArgs {
 pub struct NodeArgs {
     /// This host's node name (default: <local-config>/node.yaml's name, else the
     /// hostname). Pods whose spec.nodeName names another host are not run here.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = node_name)]
     pub node_name: Option<String>,
     /// A label of this host, over node.yaml's labels and the defaults
     /// (kubernetes.io/hostname, kubernetes.io/os, kubernetes.io/arch). Repeatable.
     #[arg(long = "node-label", value_name = "KEY=VALUE", value_parser = node_label)]
     pub node_labels: Vec<(String, String)>,
+}
+
+fn node_name(s: &str) -> Result<String, String> {
+    manifests::k8s::check_node_name(s)?;
+    Ok(s.to_string())
 }
 
 fn node_label(s: &str) -> Result<(String, String), String> {
@@ -149,17 +154,12 @@ pub fn node(cli: &Cli, args: &NodeArgs) -> Result<Node> {
     };
     let name = match args.node_name.clone().or(file.name) {
         Some(name) => name,
+        // As the kubelet names its node: the hostname in lower case.
         None => rustix::system::uname()
             .nodename()
             .to_string_lossy()
-            .into_owned(),
+            .to_lowercase(),
     };
-    if let Err(e) = manifests::k8s::check_node_name(&name) {
-        bail!(
-            "the node name: {e}; set one with --node-name or in {}",
-            path.display()
-        );
-    }
     let mut labels = file.labels;
     labels.extend(args.node_labels.iter().cloned());
     Ok(Node::new(&name, labels))
@@ -235,6 +235,7 @@ pub fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode> {
     if args.backoff_initial.is_zero() || args.backoff_max < args.backoff_initial {
         bail!("--backoff-initial must be positive and at most --backoff-max");
     }
+    let node = node(cli, &args.node)?;
     let stage1 = act::stage1_path(args.stage1_path.as_deref());
     let exec = Executor {
         store: super::open_store(cli)?,
@@ -277,7 +278,7 @@ pub fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode> {
         net_check: args.net_check_interval,
         guarded: guarded_dirs(cli, &args.pods_dir),
         strict_permissions: args.strict_permissions,
-        node: node(cli, &args.node)?,
+        node,
     };
     tracing::info!(node = %opts.node.name, labels = ?opts.node.labels, "this host");
     let findings = stage0::perms::check_all(&opts.guarded);
