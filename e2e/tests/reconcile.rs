@@ -1181,3 +1181,169 @@ fn ignored_fields_warn_run_and_are_refused_when_strict() {
         "{text}"
     );
 }
+
+/// Two hosts (two data and configuration roots with their own node names and labels)
+/// reconcile one pods dir: each runs only the pods placed on it (by nodeName, by
+/// nodeSelector, by required node affinity) and shows the others as NotForThisHost;
+/// a pod moved to the other host leaves this one.
+#[test]
+fn two_hosts_share_a_pods_dir_and_run_only_their_own_pods() {
+    need_root!("two_hosts_share_a_pods_dir_and_run_only_their_own_pods");
+    let alpha = Env::new();
+    let beta = Env::new();
+    // alpha's name and labels come from its node.yaml; beta's from flags.
+    fs::write(
+        alpha.rkt.local_config().join("node.yaml"),
+        "name: alpha\nlabels:\n  disk: ssd\n",
+    )
+    .unwrap();
+    let beta_flags = ["--node-name=beta", "--node-label=disk=hdd"];
+    let pods_dir = alpha.pods_dir.to_str().unwrap().to_string();
+    let placed = |name: &str, extra: &str| format!("{}{extra}", alpha.pod(name, "3600"));
+    alpha.write(
+        "by-name-a.yaml",
+        &placed("by-name-a", "  nodeName: alpha\n"),
+    );
+    alpha.write("by-name-b.yaml", &placed("by-name-b", "  nodeName: beta\n"));
+    alpha.write(
+        "by-selector-a.yaml",
+        &placed("by-selector-a", "  nodeSelector:\n    disk: ssd\n"),
+    );
+    alpha.write(
+        "by-affinity-b.yaml",
+        &placed(
+            "by-affinity-b",
+            "  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+        - matchExpressions:
+          - {key: disk, operator: In, values: [nvme]}
+        - matchExpressions:
+          - {key: kubernetes.io/hostname, operator: In, values: [beta]}
+          - {key: disk, operator: NotIn, values: [ssd]}
+      preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 50
+        preference:
+          matchExpressions:
+          - {key: disk, operator: In, values: [ssd]}
+",
+        ),
+    );
+    alpha.write("everywhere.yaml", &alpha.pod("everywhere", "3600"));
+
+    let once = |env: &Env, flags: &[&str]| {
+        let mut args = vec!["reconcile", "--once", "--pods-dir", pods_dir.as_str()];
+        args.extend_from_slice(flags);
+        let out = env.rkt_insecure(&args);
+        assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout(), out.stderr());
+    };
+    let keys = |env: &Env| -> Vec<String> { env.running().into_iter().map(|(k, _)| k).collect() };
+    let phase = |env: &Env, name: &str| -> (String, String) {
+        let st = env.pod_status(name);
+        (
+            st["phase"].as_str().unwrap_or("-").to_string(),
+            st["message"].as_str().unwrap_or("").to_string(),
+        )
+    };
+
+    once(&alpha, &[]);
+    once(&beta, &beta_flags);
+    assert_eq!(
+        keys(&alpha),
+        [
+            "default/by-name-a",
+            "default/by-selector-a",
+            "default/everywhere"
+        ]
+    );
+    assert_eq!(
+        keys(&beta),
+        [
+            "default/by-affinity-b",
+            "default/by-name-b",
+            "default/everywhere"
+        ]
+    );
+    let (p, m) = phase(&alpha, "by-name-b");
+    assert_eq!(p, "NotForThisHost");
+    assert_eq!(m, "spec.nodeName is beta, this host is alpha");
+    let (p, m) = phase(&alpha, "by-affinity-b");
+    assert_eq!(p, "NotForThisHost");
+    assert!(
+        m.contains("nodeSelectorTerms matches this host (alpha)"),
+        "{m}"
+    );
+    let (p, m) = phase(&beta, "by-selector-a");
+    assert_eq!(p, "NotForThisHost");
+    assert_eq!(
+        m,
+        "spec.nodeSelector wants disk=ssd, this host has disk=hdd"
+    );
+    assert_eq!(phase(&beta, "by-name-a").0, "NotForThisHost");
+    assert_eq!(phase(&alpha, "everywhere").0, "Running");
+    let table = alpha.rkt.ok(["reconcile", "status"]);
+    assert!(table.contains("NotForThisHost"), "{table}");
+
+    // apply says, without error, which pods are not for this host.
+    let input = alpha.rkt.scratch().join("moved.yaml");
+    fs::write(
+        &input,
+        placed("by-selector-a", "  nodeSelector:\n    disk: hdd\n"),
+    )
+    .unwrap();
+    let out = alpha.rkt.run([
+        "apply",
+        "-f",
+        input.to_str().unwrap(),
+        "--pods-dir",
+        &pods_dir,
+        "--dry-run",
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr());
+    assert!(
+        out.stdout().contains(
+            "not for this host (alpha): spec.nodeSelector wants disk=hdd, this host has disk=ssd"
+        ),
+        "{}",
+        out.stdout()
+    );
+
+    // Moved to beta: it leaves alpha and starts on beta.
+    alpha.write(
+        "by-selector-a.yaml",
+        &placed("by-selector-a", "  nodeSelector:\n    disk: hdd\n"),
+    );
+    once(&alpha, &[]);
+    once(&beta, &beta_flags);
+    assert_eq!(keys(&alpha), ["default/by-name-a", "default/everywhere"]);
+    assert_eq!(
+        keys(&beta),
+        [
+            "default/by-affinity-b",
+            "default/by-name-b",
+            "default/by-selector-a",
+            "default/everywhere"
+        ]
+    );
+    assert_eq!(phase(&alpha, "by-selector-a").0, "NotForThisHost");
+    assert_eq!(
+        alpha.pod_dirs().len(),
+        2,
+        "the moved pod's directory is gone"
+    );
+
+    // A pod for another host is still validated: an error there is an error here.
+    alpha.write(
+        "broken-b.yaml",
+        &placed(
+            "broken-b",
+            "  nodeName: beta\n  nodeSelector: {disk: \"a b\"}\n",
+        ),
+    );
+    let out = alpha.rkt_insecure(&["reconcile", "--once", "--pods-dir", &pods_dir]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr());
+    let status = alpha.rkt.ok(["reconcile", "status"]);
+    assert!(status.contains("broken-b.yaml:"), "{status}");
+    assert!(status.contains("is not a valid label value"), "{status}");
+}

@@ -66,6 +66,8 @@ pub struct Options {
     /// `--strict`: a manifest pod with warnings (ignored fields) is an error, and its
     /// file is handled as an invalid file.
     pub strict: bool,
+    /// This host's name and labels: pods placed on other hosts are not run here.
+    pub node: manifests::k8s::Node,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -728,7 +730,8 @@ impl<X: Execute, C: Clock, E: Events> Loop<X, C, E> {
             );
             return;
         }
-        let view = observe::build_desired(&scan, &mut self.memory.last_good);
+        let mut view = observe::build_desired(&scan, &mut self.memory.last_good);
+        view.desired.node = self.opts.node.clone();
         let mut seen = match self.exec.observe() {
             Ok(s) => s,
             Err(e) => {

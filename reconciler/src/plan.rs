@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::k8s::{DesiredPod, ManifestError, PodKey, ReplaceStrategy, RestartPolicy};
+use super::k8s::{DesiredPod, ManifestError, Node, PodKey, ReplaceStrategy, RestartPolicy};
 use stage0::pod::dir::PodState;
 
 /// CrashLoopBackOff timing: the delay before the n-th consecutive restart is
@@ -55,6 +55,9 @@ pub struct Desired {
     /// Manifest files that exist but have errors. Pods started from one of them
     /// (annotation `rkt.io/source`) are kept as they are, never removed.
     pub invalid_files: BTreeSet<String>,
+    /// This host: pods whose placement (`nodeName`, `nodeSelector`, required node
+    /// affinity) does not match it are not run here ([`Phase::NotForThisHost`]).
+    pub node: Node,
 }
 
 /// One desired pod.
@@ -100,6 +103,9 @@ pub enum Phase {
     CrashLoopBackOff,
     /// Its manifest file is invalid and nothing of it runs.
     Invalid,
+    /// Its `nodeName`, `nodeSelector` or required node affinity does not match this
+    /// host: it runs elsewhere (not an error).
+    NotForThisHost,
 }
 
 impl Phase {
@@ -111,6 +117,7 @@ impl Phase {
             Phase::Failed => "Failed",
             Phase::CrashLoopBackOff => "CrashLoopBackOff",
             Phase::Invalid => "Invalid",
+            Phase::NotForThisHost => "NotForThisHost",
         }
     }
 }
@@ -272,6 +279,8 @@ pub enum RemoveReason {
     Duplicate,
     /// A pod of an older spec (or an older run) that no longer runs.
     Leftover,
+    /// Its manifest now places it on another host.
+    NotForThisHost,
 }
 
 /// Work: an action that touches pods, executed by a worker (`act`).
@@ -481,6 +490,24 @@ pub fn phases(
         let h = history_for(observed, key, hash);
         let busy = observed.busy.contains(key);
         let mine: Vec<&SeenPod> = observed.pods.iter().filter(|s| &s.pod.key == key).collect();
+        if let Some(why) = wanted.pod.placement.mismatch(&desired.node) {
+            let message = if mine.is_empty() && !busy {
+                why
+            } else {
+                format!("{why}; removing its pod from this host")
+            };
+            out.insert(
+                key.clone(),
+                KeyStatus {
+                    phase: Phase::NotForThisHost,
+                    message: Some(message),
+                    uuid: None,
+                    restarts: 0,
+                    ready: false,
+                },
+            );
+            continue;
+        }
         let standing = standing(&mine, hash);
         let dead = newest(
             mine.iter()
@@ -605,6 +632,19 @@ pub fn decide(
     let mut actions = Vec::new();
     for (key, wanted) in &desired.pods {
         let seen = by_key.remove(key).unwrap_or_default();
+        if wanted.pod.placement.mismatch(&desired.node).is_some() {
+            // For another host: whatever of it runs here goes.
+            let mut pods: Vec<&ObservedPod> = seen.iter().map(|s| &s.pod).collect();
+            newest_first(&mut pods);
+            for p in pods.iter().filter(|p| !p.is_busy()) {
+                actions.push(Step::Work(Work::Remove {
+                    key: key.clone(),
+                    uuid: p.uuid.clone(),
+                    reason: RemoveReason::NotForThisHost,
+                }));
+            }
+            continue;
+        }
         plan_wanted(key, wanted, &seen, observed, backoff, now, &mut actions);
     }
     // Keys no manifest asks for.

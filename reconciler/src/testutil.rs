@@ -29,6 +29,7 @@ pub fn desired_pod(name: &str, hash: &str) -> DesiredPod {
         networks: Vec::new(),
         replace: ReplaceStrategy::StopFirst,
         image_privileges: false,
+        placement: Default::default(),
         init_containers: Vec::new(),
         containers: Vec::new(),
         volumes: Vec::new(),

@@ -12,6 +12,9 @@ use super::{
 };
 use crate::quantity;
 
+mod placement;
+pub(super) use placement::node_file;
+
 const DEFAULT_NAMESPACE: &str = "default";
 /// Errors kept per file; more are counted in a last one.
 const MAX_ERRORS: usize = 100;
@@ -699,6 +702,7 @@ impl Reader<'_> {
             networks: rkt.networks,
             replace: rkt.replace,
             image_privileges: rkt.image_privileges,
+            placement: spec.placement,
             init_containers: spec.init_containers,
             containers: spec.containers,
             volumes: spec.volumes,
@@ -869,6 +873,8 @@ impl Reader<'_> {
             Some(s)
         });
 
+        let placement = self.placement(&obj);
+
         let mut volumes = Vec::new();
         let mut volume_names = BTreeSet::new();
         if let Some(n) = obj.get("volumes") {
@@ -965,6 +971,7 @@ impl Reader<'_> {
             private_users,
             hostname,
             grace,
+            placement,
             init_containers,
             containers,
             volumes,
@@ -1808,6 +1815,7 @@ struct Spec {
     private_users: Option<Pos>,
     hostname: Option<String>,
     grace: u64,
+    placement: super::Placement,
     init_containers: Vec<DesiredContainer>,
     containers: Vec<DesiredContainer>,
     volumes: Vec<DesiredVolume>,

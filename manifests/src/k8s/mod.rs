@@ -16,6 +16,7 @@
 //! widen what their apps may do, e.g. keep capabilities beyond the default set).
 
 mod convert;
+mod node;
 mod schema;
 mod yaml;
 
@@ -29,6 +30,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use crate::runtime::{Flavor, Seccomp};
+pub use node::{
+    kube_arch, Node, NodeFile, NodeOperator, NodeRequirement, NodeSelectorTerm, Placement,
+    LABEL_ARCH, LABEL_HOSTNAME, LABEL_OS,
+};
 
 /// Largest manifest file read, as the kubelet does.
 pub const MAX_MANIFEST_BYTES: usize = 10 * 1024 * 1024;
@@ -152,6 +157,11 @@ pub struct DesiredPod {
     /// what their apps may do (default `deny`: they may only narrow it).
     #[serde(default)]
     pub image_privileges: bool,
+    /// `spec.nodeName`, `spec.nodeSelector` and required node affinity: which hosts
+    /// run the pod ([`Placement::mismatch`]). Left out of the hash: it says where the
+    /// pod runs, not what runs.
+    #[serde(default)]
+    pub placement: Placement,
     pub init_containers: Vec<DesiredContainer>,
     pub containers: Vec<DesiredContainer>,
     pub volumes: Vec<DesiredVolume>,
@@ -326,6 +336,33 @@ pub fn strict(
     errors.extend(warned.into_iter().flat_map(|p| p.warnings));
     errors.sort_by_key(|e| (e.line.is_none(), e.line, e.column));
     (clean, errors)
+}
+
+/// Parse a host's `node.yaml` (`name:` and `labels:`, both optional): the name, if
+/// set, and the labels. Errors name the file and line.
+pub fn parse_node_file(file: &str, bytes: &[u8]) -> Result<NodeFile, Vec<ManifestError>> {
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        vec![ManifestError {
+            file: file.to_string(),
+            line: None,
+            column: None,
+            field: String::new(),
+            message: "the file is not valid UTF-8".to_string(),
+        }]
+    })?;
+    convert::node_file(file, text)
+}
+
+/// Whether `name` may name a host (`--node-name`): a DNS subdomain, as Kubernetes'
+/// node names.
+pub fn check_node_name(name: &str) -> Result<(), String> {
+    convert::dns_subdomain(name)
+}
+
+/// Whether `key=value` is a valid label (`--node-label`).
+pub fn check_label(key: &str, value: &str) -> Result<(), String> {
+    convert::qualified_name(key)?;
+    convert::label_value(value)
 }
 
 impl DesiredPod {

@@ -133,11 +133,11 @@ pub(crate) static POD_SPEC: Schema = Schema {
         "hostUsers",
         "hostname",
         "securityContext",
+        "nodeName",
+        "nodeSelector",
+        "affinity",
     ],
     unsupported: &[
-        no("nodeSelector", SCHEDULING),
-        no("nodeName", SCHEDULING),
-        no("affinity", SCHEDULING),
         ignore("tolerations", SCHEDULING),
         ignore("topologySpreadConstraints", SCHEDULING),
         ignore("schedulingGates", SCHEDULING),
@@ -581,6 +581,71 @@ impl Schema {
     }
 }
 
+// Placement (`spec.nodeName`, `nodeSelector`, `affinity`): read by `convert::placement`.
+pub(crate) static AFFINITY: Schema = Schema {
+    what: "affinity",
+    fields: &["nodeAffinity", "podAffinity", "podAntiAffinity"],
+    unsupported: &[],
+};
+pub(crate) static NODE_AFFINITY: Schema = Schema {
+    what: "nodeAffinity",
+    fields: &[
+        "requiredDuringSchedulingIgnoredDuringExecution",
+        "preferredDuringSchedulingIgnoredDuringExecution",
+    ],
+    unsupported: &[],
+};
+pub(crate) static NODE_SELECTOR: Schema = Schema {
+    what: "node selector",
+    fields: &["nodeSelectorTerms"],
+    unsupported: &[],
+};
+pub(crate) static NODE_SELECTOR_TERM: Schema = Schema {
+    what: "nodeSelectorTerm",
+    fields: &["matchExpressions", "matchFields"],
+    unsupported: &[],
+};
+pub(crate) static REQUIREMENT: Schema = Schema {
+    what: "requirement",
+    fields: &["key", "operator", "values"],
+    unsupported: &[],
+};
+pub(crate) static PREFERRED_TERM: Schema = Schema {
+    what: "preferred scheduling term",
+    fields: &["weight", "preference"],
+    unsupported: &[],
+};
+pub(crate) static POD_AFFINITY: Schema = Schema {
+    what: "pod affinity",
+    fields: &[
+        "requiredDuringSchedulingIgnoredDuringExecution",
+        "preferredDuringSchedulingIgnoredDuringExecution",
+    ],
+    unsupported: &[],
+};
+pub(crate) static POD_AFFINITY_TERM: Schema = Schema {
+    what: "pod affinity term",
+    fields: &[
+        "labelSelector",
+        "namespaces",
+        "topologyKey",
+        "namespaceSelector",
+        "matchLabelKeys",
+        "mismatchLabelKeys",
+    ],
+    unsupported: &[],
+};
+pub(crate) static WEIGHTED_POD_AFFINITY_TERM: Schema = Schema {
+    what: "weighted pod affinity term",
+    fields: &["weight", "podAffinityTerm"],
+    unsupported: &[],
+};
+pub(crate) static LABEL_SELECTOR: Schema = Schema {
+    what: "label selector",
+    fields: &["matchLabels", "matchExpressions"],
+    unsupported: &[],
+};
+
 /// Each table and the Kubernetes type it checks, for the field contract
 /// (`docs/pod-fields.md`).
 #[cfg(test)]
@@ -604,6 +669,18 @@ pub(crate) const TABLES: &[(&Schema, &str)] = &[
     (&VOLUME, "Volume"),
     (&HOST_PATH, "HostPathVolumeSource"),
     (&EMPTY_DIR, "EmptyDirVolumeSource"),
+    (&AFFINITY, "Affinity"),
+    (&NODE_AFFINITY, "NodeAffinity"),
+    (&NODE_SELECTOR, "NodeSelector"),
+    (&NODE_SELECTOR_TERM, "NodeSelectorTerm"),
+    (&REQUIREMENT, "NodeSelectorRequirement"),
+    (&PREFERRED_TERM, "PreferredSchedulingTerm"),
+    (&POD_AFFINITY, "PodAffinity"),
+    (&POD_AFFINITY, "PodAntiAffinity"),
+    (&POD_AFFINITY_TERM, "PodAffinityTerm"),
+    (&WEIGHTED_POD_AFFINITY_TERM, "WeightedPodAffinityTerm"),
+    (&LABEL_SELECTOR, "LabelSelector"),
+    (&REQUIREMENT, "LabelSelectorRequirement"),
 ];
 
 #[cfg(test)]

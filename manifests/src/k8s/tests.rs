@@ -166,6 +166,7 @@ fn realistic_pod_parses_into_the_exact_desired_pod() {
         networks: strings(&["default", "backend"]),
         replace: ReplaceStrategy::StartFirst,
         image_privileges: false,
+        placement: Placement::default(),
         init_containers: vec![DesiredContainer {
             name: "warm-up".into(),
             image: "docker://busybox:1.36".into(),
@@ -442,18 +443,18 @@ const UNSUPPORTED: &[(&str, usize, usize, &str, &str)] = &[
         "envFrom is not supported",
     ),
     (
-        "  nodeSelector:\n    disk: ssd\n",
-        9,
-        3,
-        "spec.nodeSelector",
-        "nodeSelector is not supported: scheduling does not apply",
+        "  nodeSelector:\n    disk: \"a b\"\n",
+        10,
+        11,
+        "spec.nodeSelector[disk]",
+        "\"a b\" is not a valid label value",
     ),
     (
-        "  affinity: {}\n",
-        9,
-        3,
-        "spec.affinity",
-        "affinity is not supported",
+        "  affinity:\n    nodeAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n        nodeSelectorTerms: []\n",
+        12,
+        28,
+        "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms",
+        "nodeSelectorTerms needs at least one term",
     ),
     (
         "  hostPID: true\n",
@@ -1050,7 +1051,7 @@ kind: Pod
 metadata:
   name: Web_1
 spec:
-  nodeSelector: {disk: ssd}
+  nodeSelector: {disk: \"a b\"}
   containers:
   - name: app
     image: example.com/app:1.0
@@ -1070,7 +1071,7 @@ spec:
         got,
         [
             (4, "metadata.name"),
-            (6, "spec.nodeSelector"),
+            (6, "spec.nodeSelector[disk]"),
             (10, "spec.containers[0].imagePullPolcy"),
             (13, "spec.containers[0].env[0].value"),
             (15, "spec.containers[0].ports[0].containerPort"),
@@ -2344,4 +2345,415 @@ fn image_privileges_annotation() {
             .contains("did you mean rkt.io/image-privileges?"),
         "{errors:#?}"
     );
+}
+
+// ---- placement: nodeName, nodeSelector, affinity ------------------------------------
+
+fn node(name: &str, labels: &[(&str, &str)]) -> Node {
+    Node::new(
+        name,
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn req(key: &str, operator: NodeOperator, values: &[&str]) -> NodeRequirement {
+    NodeRequirement {
+        key: key.to_string(),
+        operator,
+        values: values.iter().map(|v| v.to_string()).collect(),
+    }
+}
+
+#[test]
+fn node_requirement_operators() {
+    use NodeOperator::*;
+    // (requirement, the label's value on the node, matches)
+    let cases: &[(NodeRequirement, Option<&str>, bool)] = &[
+        (req("disk", In, &["ssd", "nvme"]), Some("ssd"), true),
+        (req("disk", In, &["ssd"]), Some("hdd"), false),
+        (req("disk", In, &["ssd"]), None, false),
+        (req("disk", NotIn, &["ssd"]), Some("hdd"), true),
+        (req("disk", NotIn, &["ssd"]), Some("ssd"), false),
+        (req("disk", NotIn, &["ssd"]), None, true),
+        (req("disk", Exists, &[]), Some(""), true),
+        (req("disk", Exists, &[]), None, false),
+        (req("disk", DoesNotExist, &[]), None, true),
+        (req("disk", DoesNotExist, &[]), Some("ssd"), false),
+        (req("cores", Gt, &["4"]), Some("8"), true),
+        (req("cores", Gt, &["4"]), Some("4"), false),
+        (req("cores", Gt, &["4"]), Some("many"), false),
+        (req("cores", Gt, &["4"]), None, false),
+        (req("cores", Gt, &["-1"]), Some("0"), true),
+        (req("cores", Lt, &["4"]), Some("3"), true),
+        (req("cores", Lt, &["4"]), Some("4"), false),
+        (req("cores", Lt, &["4"]), None, false),
+    ];
+    for (r, actual, want) in cases {
+        assert_eq!(r.matches(*actual), *want, "{r:?} on {actual:?}");
+    }
+}
+
+#[test]
+fn placement_matching() {
+    use NodeOperator::*;
+    let host = node("h1", &[("disk", "ssd"), ("zone", "a")]);
+    let term = |exprs: Vec<NodeRequirement>, fields: Vec<NodeRequirement>| NodeSelectorTerm {
+        match_expressions: exprs,
+        match_fields: fields,
+    };
+    let required = |terms: Vec<NodeSelectorTerm>| Placement {
+        required: Some(terms),
+        ..Placement::default()
+    };
+    // (placement, runs on h1, words of the message)
+    let cases: Vec<(Placement, bool, &str)> = vec![
+        (Placement::default(), true, ""),
+        (
+            Placement {
+                node_name: Some("h1".into()),
+                ..Placement::default()
+            },
+            true,
+            "",
+        ),
+        (
+            Placement {
+                node_name: Some("h2".into()),
+                ..Placement::default()
+            },
+            false,
+            "spec.nodeName is h2, this host is h1",
+        ),
+        (
+            Placement {
+                node_selector: BTreeMap::from([
+                    ("disk".into(), "ssd".into()),
+                    ("kubernetes.io/hostname".into(), "h1".into()),
+                    ("kubernetes.io/os".into(), "linux".into()),
+                ]),
+                ..Placement::default()
+            },
+            true,
+            "",
+        ),
+        (
+            Placement {
+                node_selector: BTreeMap::from([("disk".into(), "hdd".into())]),
+                ..Placement::default()
+            },
+            false,
+            "spec.nodeSelector wants disk=hdd, this host has disk=ssd",
+        ),
+        (
+            Placement {
+                node_selector: BTreeMap::from([("gpu".into(), "yes".into())]),
+                ..Placement::default()
+            },
+            false,
+            "this host has no label gpu",
+        ),
+        // Terms are ORed.
+        (
+            required(vec![
+                term(vec![req("zone", In, &["b"])], vec![]),
+                term(vec![req("zone", In, &["a"])], vec![]),
+            ]),
+            true,
+            "",
+        ),
+        // Expressions of a term are ANDed.
+        (
+            required(vec![term(
+                vec![req("zone", In, &["a"]), req("disk", NotIn, &["ssd"])],
+                vec![],
+            )]),
+            false,
+            "none of its 1 nodeSelectorTerms matches this host (h1)",
+        ),
+        // An empty term matches nothing.
+        (
+            required(vec![term(vec![], vec![])]),
+            false,
+            "nodeSelectorTerms",
+        ),
+        (
+            required(vec![term(vec![], vec![req("metadata.name", In, &["h1"])])]),
+            true,
+            "",
+        ),
+        (
+            required(vec![term(
+                vec![req("disk", Exists, &[])],
+                vec![req("metadata.name", NotIn, &["h1"])],
+            )]),
+            false,
+            "nodeSelectorTerms",
+        ),
+        // All three must hold.
+        (
+            Placement {
+                node_name: Some("h1".into()),
+                node_selector: BTreeMap::from([("disk".into(), "ssd".into())]),
+                required: Some(vec![term(vec![req("zone", DoesNotExist, &[])], vec![])]),
+            },
+            false,
+            "requiredDuringSchedulingIgnoredDuringExecution",
+        ),
+    ];
+    for (placement, runs, words) in cases {
+        let got = placement.mismatch(&host);
+        assert_eq!(got.is_none(), runs, "{placement:?}: {got:?}");
+        if let Some(message) = got {
+            assert!(message.contains(words), "{message:?} lacks {words:?}");
+        }
+    }
+}
+
+#[test]
+fn default_node_labels() {
+    let n = node("h1", &[("kubernetes.io/os", "custom"), ("disk", "ssd")]);
+    assert_eq!(n.labels["kubernetes.io/hostname"], "h1");
+    assert_eq!(n.labels["kubernetes.io/os"], "custom");
+    assert_eq!(n.labels["disk"], "ssd");
+    assert_eq!(
+        n.labels["kubernetes.io/arch"],
+        kube_arch(std::env::consts::ARCH)
+    );
+    for (rust, kube) in [
+        ("x86_64", "amd64"),
+        ("aarch64", "arm64"),
+        ("riscv64", "riscv64"),
+    ] {
+        assert_eq!(kube_arch(rust), kube);
+    }
+}
+
+#[test]
+fn placement_fields_are_read() {
+    let pod = one_pod(&base(
+        "  nodeName: h1
+  nodeSelector:
+    disk: ssd
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+        - matchExpressions:
+          - {key: zone, operator: In, values: [a, b]}
+          - {key: cores, operator: Gt, values: [\"4\"]}
+          - {key: gpu, operator: DoesNotExist}
+        - matchFields:
+          - {key: metadata.name, operator: NotIn, values: [h2]}
+      preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 10
+        preference:
+          matchExpressions:
+          - {key: zone, operator: In, values: [a]}
+    podAntiAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+      - labelSelector:
+          matchLabels: {app: web}
+        topologyKey: kubernetes.io/hostname
+    podAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 1
+        podAffinityTerm:
+          labelSelector:
+            matchExpressions:
+            - {key: app, operator: Exists}
+          topologyKey: zone
+",
+    ));
+    use NodeOperator::*;
+    assert_eq!(
+        pod.placement,
+        Placement {
+            node_name: Some("h1".into()),
+            node_selector: BTreeMap::from([("disk".into(), "ssd".into())]),
+            required: Some(vec![
+                NodeSelectorTerm {
+                    match_expressions: vec![
+                        req("zone", In, &["a", "b"]),
+                        req("cores", Gt, &["4"]),
+                        req("gpu", DoesNotExist, &[]),
+                    ],
+                    match_fields: vec![],
+                },
+                NodeSelectorTerm {
+                    match_expressions: vec![],
+                    match_fields: vec![req("metadata.name", NotIn, &["h2"])],
+                },
+            ]),
+        }
+    );
+    // Where a pod runs is not what runs: the hash ignores it.
+    assert_eq!(pod.spec_hash, one_pod(BASE).spec_hash);
+}
+
+#[test]
+fn placement_errors() {
+    let term = |expr: &str| {
+        format!(
+            "  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+        - {expr}
+"
+        )
+    };
+    // (extra spec lines, field, words of the message)
+    let cases = [
+        ("  nodeName: Not_A_Name\n".to_string(), "spec.nodeName", "is not a valid name"),
+        ("  nodeSelector: [a]\n".to_string(), "spec.nodeSelector", "expected a mapping"),
+        (
+            "  nodeSelector: {\"bad key!\": x}\n".to_string(),
+            "spec.nodeSelector[bad key!]",
+            "is not a valid key",
+        ),
+        (
+            term("matchExpressions: [{key: a, operator: Has, values: [x]}]"),
+            "matchExpressions[0].operator",
+            "unknown operator Has",
+        ),
+        (
+            term("matchExpressions: [{key: a, operator: In}]"),
+            "matchExpressions[0].values",
+            "must not be empty with In or NotIn",
+        ),
+        (
+            term("matchExpressions: [{key: a, operator: Exists, values: [x]}]"),
+            "matchExpressions[0].values",
+            "must be empty with Exists",
+        ),
+        (
+            term("matchExpressions: [{key: a, operator: Gt, values: [x]}]"),
+            "matchExpressions[0].values",
+            "exactly one value, an integer",
+        ),
+        (
+            term("matchExpressions: [{key: a, operator: Lt, values: [\"1\", \"2\"]}]"),
+            "matchExpressions[0].values",
+            "exactly one value, an integer",
+        ),
+        (
+            term("matchExpressions: [{operator: Exists}]"),
+            "matchExpressions[0].key",
+            "key is required",
+        ),
+        (
+            term("matchFields: [{key: metadata.labels, operator: In, values: [x]}]"),
+            "matchFields[0].key",
+            "only metadata.name",
+        ),
+        (
+            term("matchFields: [{key: metadata.name, operator: Exists}]"),
+            "matchFields[0].operator",
+            "In or NotIn (matchFields)",
+        ),
+        (
+            term("matchFields: [{key: metadata.name, operator: In, values: [a, b]}]"),
+            "matchFields[0].values",
+            "exactly one value",
+        ),
+        (
+            term("matchExpresions: []"),
+            "nodeSelectorTerms[0].matchExpresions",
+            "did you mean matchExpressions?",
+        ),
+        (
+            "  affinity:\n    nodeAffinity:\n      preferredDuringSchedulingIgnoredDuringExecution:\n      - {weight: 0, preference: {}}\n".to_string(),
+            "preferredDuringSchedulingIgnoredDuringExecution[0].weight",
+            "between 1 and 100",
+        ),
+        (
+            "  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - labelSelector: {matchLabels: {app: web}}\n".to_string(),
+            "requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey",
+            "topologyKey is required",
+        ),
+        (
+            "  affinity:\n    podAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - topologyKey: zone\n        labelSelector: {matchExpressions: [{key: a, operator: Gt, values: [\"1\"]}]}\n".to_string(),
+            "labelSelector.matchExpressions[0].operator",
+            "In, NotIn, Exists or DoesNotExist",
+        ),
+        (
+            "  affinity:\n    nodeAfinity: {}\n".to_string(),
+            "spec.affinity.nodeAfinity",
+            "did you mean nodeAffinity?",
+        ),
+    ];
+    for (extra, field, words) in cases {
+        let errors = only_errors(&base(&extra));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field.ends_with(field) && e.message.contains(words) && e.line.is_some()),
+            "{extra}: want {field}: {words}, got {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn node_files() {
+    let NodeFile { name, labels } = parse_node_file(
+        "node.yaml",
+        b"# this host\nname: edge-1\nlabels:\n  disk: ssd\n  topology.kubernetes.io/zone: a\n",
+    )
+    .unwrap();
+    assert_eq!(name.as_deref(), Some("edge-1"));
+    assert_eq!(
+        labels,
+        BTreeMap::from([
+            ("disk".to_string(), "ssd".to_string()),
+            ("topology.kubernetes.io/zone".to_string(), "a".to_string()),
+        ])
+    );
+    assert_eq!(
+        parse_node_file("node.yaml", b"").unwrap(),
+        NodeFile::default()
+    );
+    assert_eq!(
+        parse_node_file("node.yaml", b"labels: {a: b}\n")
+            .unwrap()
+            .name,
+        None
+    );
+    // (text, line, words of the message)
+    let cases: [(&[u8], Option<usize>, &str); 6] = [
+        (
+            b"name: Bad_Name\n",
+            Some(1),
+            "name: \"Bad_Name\" is not a valid name",
+        ),
+        (
+            b"name: h1\nlables: {}\n",
+            Some(2),
+            "lables: unknown field lables; did you mean labels?",
+        ),
+        (
+            b"name: h1\nlabels:\n  disk: 3\n",
+            Some(3),
+            "labels[disk]: expected a string, found number 3",
+        ),
+        (b"name: [h1]\n", Some(1), "name: expected a string"),
+        (b"name: h1\n  bad: indent\n", Some(2), "invalid YAML"),
+        (b"\xff", None, "not valid UTF-8"),
+    ];
+    for (text, line, words) in cases {
+        let errors = parse_node_file("conf/node.yaml", text).unwrap_err();
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.line == line && e.to_string().contains(words)),
+            "{text:?}: want line {line:?} {words:?}, got {shown:#?}"
+        );
+        assert!(
+            shown.iter().all(|s| s.starts_with("conf/node.yaml")),
+            "{shown:?}"
+        );
+    }
 }

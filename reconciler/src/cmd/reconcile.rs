@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use reconciler::act::{self, Children, Executor};
 use reconciler::apply::{self, Change};
 use reconciler::daemon::{Options, Reconciler};
-use reconciler::k8s::PodKey;
+use reconciler::k8s::{Node, PodKey};
 use reconciler::mapping::MapContext;
 use reconciler::observe::scan_dir;
 use reconciler::plan::BackoffPolicy;
@@ -28,6 +28,8 @@ Examples:
   rkt reconcile --once --pods-dir ./pods
   # Refuse to act while others than root can write the pods, trust or net.d dirs
   rkt reconcile --strict-permissions --resync=30s --stop-pods-on-exit
+  # One of several hosts sharing a pods dir: run the pods placed on this host
+  rkt reconcile --node-name=edge-1 --node-label=disk=ssd
   # How the manifests' pods are doing: phase, pod, restarts, last error
   rkt reconcile status --format=json-pretty";
 
@@ -105,6 +107,67 @@ pub struct ReconcileArgs {
     /// The stage1 binary to use.
     #[arg(long, value_name = "FILE")]
     pub stage1_path: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// This host as Pods' `nodeName`, `nodeSelector` and node affinity see it.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// This host's node name (default: <local-config>/node.yaml's name, else the
+    /// hostname). Pods whose spec.nodeName names another host are not run here.
+    #[arg(long, value_name = "NAME", value_parser = node_name)]
+    pub node_name: Option<String>,
+    /// A label of this host, over node.yaml's labels and the defaults
+    /// (kubernetes.io/hostname, kubernetes.io/os, kubernetes.io/arch). Repeatable.
+    #[arg(long = "node-label", value_name = "KEY=VALUE", value_parser = node_label)]
+    pub node_labels: Vec<(String, String)>,
+}
+
+fn node_name(s: &str) -> Result<String, String> {
+    manifests::k8s::check_node_name(s)?;
+    Ok(s.to_string())
+}
+
+fn node_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    manifests::k8s::check_label(k, v)?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// This host: `<local-config>/node.yaml` (if it exists), the flags over it, the
+/// hostname for a name neither gives.
+pub fn node(cli: &Cli, args: &NodeArgs) -> Result<Node> {
+    let path = cli.local_config.join("node.yaml");
+    let file = match std::fs::read(&path) {
+        Ok(bytes) => {
+            let shown = path.display().to_string();
+            match manifests::k8s::parse_node_file(&shown, &bytes) {
+                Ok(f) => f,
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    bail!("{shown} is invalid");
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let name = match args.node_name.clone().or(file.name) {
+        Some(name) => name,
+        // As the kubelet names its node: the hostname in lower case.
+        None => rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .to_lowercase(),
+    };
+    let mut labels = file.labels;
+    labels.extend(args.node_labels.iter().cloned());
+    Ok(Node::new(&name, labels))
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,9 +199,12 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub strict: bool,
     /// Wait until the pods run (and are ready, if they have readiness probes), at most
-    /// TIMEOUT (default 5m); exit 1 with their errors otherwise.
+    /// TIMEOUT (default 5m); exit 1 with their errors otherwise. Pods placed on other
+    /// hosts count as done.
     #[arg(long, num_args = 0..=1, default_missing_value = "5m", value_parser = duration, value_name = "TIMEOUT")]
     pub wait: Option<Duration>,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +244,7 @@ pub fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode> {
     if args.backoff_initial.is_zero() || args.backoff_max < args.backoff_initial {
         bail!("--backoff-initial must be positive and at most --backoff-max");
     }
+    let node = node(cli, &args.node)?;
     let stage1 = act::stage1_path(args.stage1_path.as_deref());
     let exec = Executor {
         store: super::open_store(cli)?,
@@ -221,7 +288,9 @@ pub fn reconcile(cli: &Cli, args: &ReconcileArgs) -> Result<ExitCode> {
         guarded: guarded_dirs(cli, &args.pods_dir),
         strict_permissions: args.strict_permissions,
         strict: args.strict,
+        node,
     };
+    tracing::info!(node = %opts.node.name, labels = ?opts.node.labels, "this host");
     let findings = stage0::perms::check_all(&opts.guarded);
     for f in &findings {
         eprintln!("rkt: WARNING: {f}");
@@ -382,10 +451,19 @@ pub fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode> {
         }
     };
     let suffix = if args.dry_run { " (dry run)" } else { "" };
+    let host = node(cli, &args.node)?;
+    let elsewhere: std::collections::BTreeMap<&PodKey, String> = parsed
+        .iter()
+        .flat_map(|p| &p.pods)
+        .filter_map(|pod| Some((&pod.key, pod.placement.mismatch(&host)?)))
+        .collect();
     let mut wanted: Vec<(PodKey, String)> = Vec::new();
     for w in &writes {
         for (key, hash, change) in &w.changes {
             println!("pod/{key} {}{suffix}", change.as_str());
+            if let Some(why) = elsewhere.get(key) {
+                println!("  not for this host ({}): {why}", host.name);
+            }
             wanted.push((key.clone(), hash.clone()));
         }
     }
@@ -424,7 +502,7 @@ fn wait_running(cli: &Cli, wanted: &[(PodKey, String)], timeout: Duration) -> Re
             match p {
                 Some(p) if p.spec_hash == *hash => match p.phase {
                     Phase::Running if p.ready || !p.readiness_probes => {}
-                    Phase::Succeeded => {}
+                    Phase::Succeeded | Phase::NotForThisHost => {}
                     Phase::Failed | Phase::Invalid => failed.push(p.clone()),
                     _ => pending.push((k, Some(p.clone()))),
                 },
@@ -433,7 +511,12 @@ fn wait_running(cli: &Cli, wanted: &[(PodKey, String)], timeout: Duration) -> Re
         }
         if failed.is_empty() && pending.is_empty() {
             for (key, _) in wanted {
-                println!("pod/{key} running");
+                let k = key.to_string();
+                let phase = st.as_ref().and_then(|s| s.pod(&k)).map(|p| p.phase);
+                match phase {
+                    Some(Phase::NotForThisHost) => println!("pod/{key} not for this host"),
+                    _ => println!("pod/{key} running"),
+                }
             }
             return Ok(ExitCode::SUCCESS);
         }

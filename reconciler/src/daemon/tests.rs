@@ -358,6 +358,7 @@ fn setup(names: &[&str]) -> Setup {
         guarded: Vec::new(),
         strict_permissions: false,
         strict: false,
+        node: manifests::k8s::Node::new("this-host", Default::default()),
     };
     Setup {
         _dir: dir,
@@ -729,5 +730,33 @@ fn a_failed_removal_is_remembered_and_tried_again_after_each_pass() {
     assert_eq!(
         err.message,
         "cannot remove pod u1: a pod needs at least one app"
+    );
+}
+
+/// The loop plans with the Node of its options: a pod placed on another host is
+/// neither created nor a problem for `--once`, and shows NotForThisHost.
+#[test]
+fn once_skips_pods_for_other_hosts_without_a_problem() {
+    let mut s = setup(&["here"]);
+    s.opts.once = true;
+    std::fs::write(
+        s.pods.join("away.yaml"),
+        format!("{}  nodeName: other-host\n", pod_yaml("away")),
+    )
+    .unwrap();
+    let summary = run(&s, vec![]);
+    assert_eq!(
+        summary,
+        Summary {
+            pods: 2,
+            problems: 0
+        }
+    );
+    assert_eq!(s.exec.calls(), vec![at(Duration::ZERO, "create here")]);
+    let away = status_of(&s.data, "away");
+    assert_eq!(away.phase, Phase::NotForThisHost);
+    assert_eq!(
+        away.message.as_deref(),
+        Some("spec.nodeName is other-host, this host is this-host")
     );
 }

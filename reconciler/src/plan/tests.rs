@@ -105,6 +105,7 @@ fn run(case: &Case) -> Vec<Step> {
             .iter()
             .map(|s| s.to_string())
             .collect::<BTreeSet<_>>(),
+        node: Node::default(),
     };
     let observed = Observed {
         busy: BTreeSet::new(),
@@ -637,6 +638,7 @@ fn plan_splits_work_from_bookkeeping_and_leaves_busy_keys_alone() {
             })
             .collect(),
         invalid_files: BTreeSet::new(),
+        node: Node::default(),
     };
     let observed = Observed {
         pods: vec![
@@ -803,4 +805,204 @@ fn history_records_bookkeeping_and_outcomes() {
     h.retry_at = Some(t(300));
     let json = serde_json::to_string(&h).unwrap();
     assert_eq!(serde_json::from_str::<History>(&json).unwrap(), h);
+}
+
+/// Pods placed on other hosts: not run here, removed if they run, shown as
+/// NotForThisHost with the selector that does not match.
+#[test]
+fn pods_for_other_hosts() {
+    use crate::k8s::{NodeOperator, NodeRequirement, NodeSelectorTerm, Placement};
+    let host = Node::new(
+        "this-host",
+        [("disk".to_string(), "ssd".to_string())].into(),
+    );
+    let name = |n: &str| Placement {
+        node_name: Some(n.into()),
+        ..Placement::default()
+    };
+    let selector = |k: &str, v: &str| Placement {
+        node_selector: [(k.to_string(), v.to_string())].into(),
+        ..Placement::default()
+    };
+    let affinity = |op: NodeOperator, values: &[&str]| Placement {
+        required: Some(vec![NodeSelectorTerm {
+            match_expressions: vec![NodeRequirement {
+                key: "disk".into(),
+                operator: op,
+                values: values.iter().map(|v| v.to_string()).collect(),
+            }],
+            match_fields: vec![],
+        }]),
+        ..Placement::default()
+    };
+    struct Row {
+        name: &'static str,
+        placement: Placement,
+        pods: Vec<ObservedPod>,
+        expect: Vec<Step>,
+        phase: Phase,
+        message: Option<&'static str>,
+    }
+    let rows = vec![
+        Row {
+            name: "nodeName of another host: nothing runs, no error",
+            placement: name("other-host"),
+            pods: vec![],
+            expect: vec![],
+            phase: Phase::NotForThisHost,
+            message: Some("spec.nodeName is other-host, this host is this-host"),
+        },
+        Row {
+            name: "nodeName of this host: created",
+            placement: name("this-host"),
+            pods: vec![],
+            expect: vec![create("web", false)],
+            phase: Phase::Pending,
+            message: None,
+        },
+        Row {
+            name: "the hostname label selects this host",
+            placement: selector("kubernetes.io/hostname", "this-host"),
+            pods: vec![pod("web", "u1", "h", Running, 0)],
+            expect: vec![Step::Record(Record::Adopt {
+                key: key("web"),
+                uuid: "u1".into(),
+            })],
+            phase: Phase::Running,
+            message: None,
+        },
+        Row {
+            name: "moved to another host by nodeSelector: its running pod goes",
+            placement: selector("disk", "hdd"),
+            pods: vec![pod("web", "u1", "h", Running, 0)],
+            expect: vec![remove("web", "u1", RemoveReason::NotForThisHost)],
+            phase: Phase::NotForThisHost,
+            message: Some(
+                "spec.nodeSelector wants disk=hdd, this host has disk=ssd; removing its pod \
+                 from this host",
+            ),
+        },
+        Row {
+            name: "required affinity excludes this host: every pod of the key goes, newest first",
+            placement: affinity(NodeOperator::NotIn, &["ssd"]),
+            pods: vec![
+                pod("web", "u-old", "h0", Exited, 0),
+                pod("web", "u-new", "h", Running, 5),
+            ],
+            expect: vec![
+                remove("web", "u-new", RemoveReason::NotForThisHost),
+                remove("web", "u-old", RemoveReason::NotForThisHost),
+            ],
+            phase: Phase::NotForThisHost,
+            message: None,
+        },
+        Row {
+            name: "required affinity matches this host",
+            placement: affinity(NodeOperator::In, &["ssd", "nvme"]),
+            pods: vec![],
+            expect: vec![create("web", false)],
+            phase: Phase::Pending,
+            message: None,
+        },
+    ];
+    let mut failed = Vec::new();
+    for row in rows {
+        let mut p = desired_pod("web", "h");
+        p.placement = row.placement;
+        let desired = Desired {
+            pods: [(
+                key("web"),
+                Wanted {
+                    pod: p,
+                    stale: false,
+                },
+            )]
+            .into(),
+            invalid_files: BTreeSet::new(),
+            node: host.clone(),
+        };
+        let observed = Observed {
+            pods: row.pods.into_iter().map(seen).collect(),
+            history: BTreeMap::new(),
+            busy: BTreeSet::new(),
+        };
+        let steps = decide(&desired, &observed, &BackoffPolicy::default(), t(NOW));
+        let st = &phases(&desired, &observed, t(NOW))[&key("web")];
+        let message_ok = match row.message {
+            Some(m) => st.message.as_deref() == Some(m),
+            None => st.phase != Phase::NotForThisHost || st.message.is_some(),
+        };
+        if steps != row.expect || st.phase != row.phase || !message_ok {
+            failed.push(format!(
+                "{}:\n  expected {:?} {:?} {:?}\n  got      {:?} {:?} {:?}",
+                row.name, row.expect, row.phase, row.message, steps, st.phase, st.message
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// A running pod whose manifest changes to place it elsewhere is removed through the
+/// plan, and once it is gone the key is NotForThisHost without a pending removal.
+#[test]
+fn a_pod_moved_to_another_host_is_removed() {
+    let host = Node::new("this-host", BTreeMap::new());
+    let mut p = desired_pod("web", "h");
+    let mut desired = Desired {
+        pods: [(
+            key("web"),
+            Wanted {
+                pod: p.clone(),
+                stale: false,
+            },
+        )]
+        .into(),
+        invalid_files: BTreeSet::new(),
+        node: host,
+    };
+    let running = Observed {
+        pods: vec![seen(pod("web", "u1", "h", Running, 0))],
+        history: [(
+            key("web"),
+            History {
+                uuid: Some("u1".into()),
+                ..hist("h")
+            },
+        )]
+        .into(),
+        busy: BTreeSet::new(),
+    };
+    let backoff = BackoffPolicy::default();
+    assert_eq!(plan(&desired, &running, &backoff, t(NOW)).work, vec![]);
+    p.placement.node_name = Some("other-host".into());
+    desired.pods.get_mut(&key("web")).unwrap().pod = p;
+    let moved = plan(&desired, &running, &backoff, t(NOW));
+    assert_eq!(
+        moved.work,
+        vec![Work::Remove {
+            key: key("web"),
+            uuid: "u1".into(),
+            reason: RemoveReason::NotForThisHost,
+        }]
+    );
+    let st = &moved.phases[&key("web")];
+    assert_eq!(st.phase, Phase::NotForThisHost);
+    assert!(st
+        .message
+        .as_deref()
+        .unwrap()
+        .ends_with("removing its pod from this host"));
+    let gone = Observed {
+        pods: vec![],
+        ..running
+    };
+    let after = plan(&desired, &gone, &backoff, t(NOW));
+    assert!(
+        after.work.is_empty() && after.records.is_empty(),
+        "{after:?}"
+    );
+    assert_eq!(
+        after.phases[&key("web")].message.as_deref(),
+        Some("spec.nodeName is other-host, this host is this-host")
+    );
 }
