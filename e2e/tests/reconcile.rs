@@ -1079,3 +1079,50 @@ spec:
     let open = logs("open");
     assert!(open.contains("Seccomp:\t0"), "{open}");
 }
+
+#[test]
+fn host_aliases_are_in_the_pods_etc_hosts() {
+    need_root!("host_aliases_are_in_the_pods_etc_hosts");
+    let env = Env::new();
+    let _d = env.daemon();
+    let yaml = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: aliases
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  hostAliases:
+  - ip: 10.9.8.7
+    hostnames: [db.internal, db]
+  - ip: \"fd00::7\"
+    hostnames: [six.internal]
+  containers:
+  - name: main
+    image: {aci}
+    command: [sh, -c, 'cat /etc/hosts; echo END; exec sleep 3600']
+",
+        aci = env.aci.display()
+    );
+    env.write("aliases.yaml", &yaml);
+    let uuid = env.wait_running("aliases");
+    let mut out = String::new();
+    poll("the pod's /etc/hosts", LONG, || {
+        out = env.rkt.run(["logs", "--app", "main", &uuid]).stdout();
+        out.contains("END")
+    });
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let at = |entry: &[&str]| lines.iter().position(|l| l == entry);
+    let first = at(&["10.9.8.7", "db.internal", "db"]);
+    let second = at(&["fd00::7", "six.internal"]);
+    let localhost = lines.iter().position(|l| l.first() == Some(&"127.0.0.1"));
+    assert!(first.is_some() && second.is_some(), "{out}");
+    assert!(
+        localhost < first && first < second,
+        "after the managed entries, in order: {out}"
+    );
+}

@@ -157,6 +157,12 @@ pub fn to_request(pod: &DesiredPod, ctx: &MapContext) -> Result<Mapped, MapError
         private_network: !pod.host_network && pod.networks.is_empty(),
         // spec.hostUsers: false
         private_users: pod.private_users,
+        // spec.hostAliases: appended to /etc/hosts after the runtime's own entries.
+        hosts_entries: pod
+            .host_aliases
+            .iter()
+            .map(|a| format!("{}={}", a.ip, a.hostnames.join(",")))
+            .collect(),
         backoff: ctx.backoff,
         ..PodOptions::default()
     };

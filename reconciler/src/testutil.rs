@@ -24,6 +24,7 @@ pub fn desired_pod(name: &str, hash: &str) -> DesiredPod {
         host_network: true,
         private_users: false,
         hostname: None,
+        host_aliases: Vec::new(),
         termination_grace_period_secs: 30,
         stage1: Default::default(),
         networks: Vec::new(),

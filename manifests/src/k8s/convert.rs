@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::schema::{self, Accept, Schema};
 use super::yaml::{self, Key, Node, Pos, Value};
 use super::{
-    ContainerPort, DesiredContainer, DesiredPod, DesiredVolume, Flavor, ImagePullPolicy,
+    ContainerPort, DesiredContainer, DesiredPod, DesiredVolume, Flavor, HostAlias, ImagePullPolicy,
     ManifestError, PodKey, Probe, ProbeAction, ReplaceStrategy, RestartPolicy, Seccomp,
     VolumeMount,
 };
@@ -669,6 +669,7 @@ impl Reader<'_> {
             host_network: spec.host_network,
             private_users: spec.private_users.is_some(),
             hostname: spec.hostname,
+            host_aliases: spec.host_aliases,
             termination_grace_period_secs: spec.grace,
             stage1: rkt.stage1,
             networks: rkt.networks,
@@ -680,6 +681,62 @@ impl Reader<'_> {
         };
         pod.spec_hash = pod.compute_spec_hash();
         self.pods.push(pod);
+    }
+
+    /// `spec.hostAliases`: each an IP address and at least one hostname (RFC 1123
+    /// subdomains), as the API server validates them.
+    fn host_aliases(&mut self, node: &Node, path: &str) -> Vec<HostAlias> {
+        let mut out = Vec::new();
+        for (i, item) in self.list(node, path).unwrap_or_default().iter().enumerate() {
+            let item_path = index(path, i);
+            let Some(obj) = self.object(item, &item_path, &schema::HOST_ALIAS) else {
+                continue;
+            };
+            let errors_before = self.count;
+            let ip = match obj.get("ip") {
+                Some(n) => {
+                    let p = obj.path("ip");
+                    self.string(n, &p).and_then(|ip| {
+                        let valid = ip
+                            .parse::<std::net::IpAddr>()
+                            .map(|_| ())
+                            .map_err(|_| format!("{} is not an IP address", quoted(&ip)));
+                        self.check(n, &p, valid).map(|()| ip)
+                    })
+                }
+                None => {
+                    self.error(obj.pos, &obj.path("ip"), "ip is required");
+                    None
+                }
+            };
+            let hostnames = match obj.get("hostnames") {
+                Some(n) => {
+                    let p = obj.path("hostnames");
+                    let items = self.list(n, &p).unwrap_or_default();
+                    if items.is_empty() && self.count == errors_before {
+                        self.error(n.pos, &p, "a host alias needs at least one hostname");
+                    }
+                    let mut names = Vec::new();
+                    for (j, item) in items.iter().enumerate() {
+                        let item_path = index(&p, j);
+                        if let Some(name) = self.string(item, &item_path) {
+                            if self.check(item, &item_path, dns_subdomain(&name)).is_some() {
+                                names.push(name);
+                            }
+                        }
+                    }
+                    names
+                }
+                None => {
+                    self.error(obj.pos, &obj.path("hostnames"), "hostnames is required");
+                    Vec::new()
+                }
+            };
+            if let (Some(ip), true) = (ip, self.count == errors_before) {
+                out.push(HostAlias { ip, hostnames });
+            }
+        }
+        out
     }
 
     fn labels(&mut self, node: &Node, path: &str) -> BTreeMap<String, String> {
@@ -842,6 +899,10 @@ impl Reader<'_> {
             self.check(n, &p, dns_label(&s))?;
             Some(s)
         });
+        let host_aliases = obj
+            .get("hostAliases")
+            .map(|n| self.host_aliases(n, &obj.path("hostAliases")))
+            .unwrap_or_default();
 
         let mut volumes = Vec::new();
         let mut volume_names = BTreeSet::new();
@@ -938,6 +999,7 @@ impl Reader<'_> {
             host_network,
             private_users,
             hostname,
+            host_aliases,
             grace,
             init_containers,
             containers,
@@ -1781,6 +1843,7 @@ struct Spec {
     /// `hostUsers: false`, and where it was written.
     private_users: Option<Pos>,
     hostname: Option<String>,
+    host_aliases: Vec<HostAlias>,
     grace: u64,
     init_containers: Vec<DesiredContainer>,
     containers: Vec<DesiredContainer>,

@@ -139,6 +139,10 @@ pub struct DesiredPod {
     #[serde(default)]
     pub private_users: bool,
     pub hostname: Option<String>,
+    /// `spec.hostAliases`: appended to the pod's `/etc/hosts` after the runtime's
+    /// entries, in order, as kubelet does.
+    #[serde(default)]
+    pub host_aliases: Vec<HostAlias>,
     /// Default 30.
     pub termination_grace_period_secs: u64,
     /// Annotation `rkt.io/stage1`: `default` | `fly` (fly needs `hostNetwork: true`).
@@ -155,6 +159,13 @@ pub struct DesiredPod {
     pub init_containers: Vec<DesiredContainer>,
     pub containers: Vec<DesiredContainer>,
     pub volumes: Vec<DesiredVolume>,
+}
+
+/// One `spec.hostAliases` entry: an IP address and the names it gets in `/etc/hosts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostAlias {
+    pub ip: String,
+    pub hostnames: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -327,6 +338,9 @@ impl DesiredPod {
             #[serde(skip_serializing_if = "std::ops::Not::not")]
             image_privileges: bool,
             hostname: &'a Option<String>,
+            // Left out when empty, so existing pods keep their hashes.
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            host_aliases: &'a [HostAlias],
             termination_grace_period_secs: u64,
             stage1: Flavor,
             networks: &'a [String],
@@ -349,6 +363,7 @@ impl DesiredPod {
             private_users: self.private_users,
             image_privileges: self.image_privileges,
             hostname: &self.hostname,
+            host_aliases: &self.host_aliases,
             termination_grace_period_secs: self.termination_grace_period_secs,
             stage1: self.stage1,
             networks: &self.networks,

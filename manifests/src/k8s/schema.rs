@@ -106,6 +106,7 @@ pub(crate) static POD_SPEC: Schema = Schema {
         "hostNetwork",
         "hostUsers",
         "hostname",
+        "hostAliases",
         "securityContext",
     ],
     unsupported: &[
@@ -156,7 +157,6 @@ pub(crate) static POD_SPEC: Schema = Schema {
             "dnsConfig",
             "the pod uses the host's resolver configuration",
         ),
-        no("hostAliases", "the runtime writes the pod's /etc/hosts"),
         no("subdomain", "there is no cluster DNS; use hostname"),
         no("setHostnameAsFQDN", "there is no cluster DNS; use hostname"),
         unless(
@@ -289,6 +289,12 @@ pub(crate) static ENV: Schema = Schema {
         "valueFrom",
         "use value (ConfigMaps, Secrets and the downward API do not exist here)",
     )],
+};
+
+pub(crate) static HOST_ALIAS: Schema = Schema {
+    what: "host alias",
+    fields: &["ip", "hostnames"],
+    unsupported: &[],
 };
 
 pub(crate) static PORT: Schema = Schema {

@@ -161,6 +161,7 @@ fn realistic_pod_parses_into_the_exact_desired_pod() {
         host_network: false,
         private_users: false,
         hostname: Some("front".into()),
+        host_aliases: Vec::new(),
         termination_grace_period_secs: 10,
         stage1: Flavor::Default,
         networks: strings(&["default", "backend"]),
@@ -2133,4 +2134,82 @@ fn image_privileges_annotation() {
             .contains("did you mean rkt.io/image-privileges?"),
         "{errors:#?}"
     );
+}
+
+#[test]
+fn host_aliases_parse_in_order() {
+    let pod = one_pod(&base(
+        "  hostAliases:\n  - ip: 10.1.2.3\n    hostnames: [foo.local, bar]\n  - ip: \"fd00::1\"\n    hostnames:\n    - six\n",
+    ));
+    assert_eq!(
+        pod.host_aliases,
+        vec![
+            HostAlias {
+                ip: "10.1.2.3".into(),
+                hostnames: strings(&["foo.local", "bar"]),
+            },
+            HostAlias {
+                ip: "fd00::1".into(),
+                hostnames: strings(&["six"]),
+            },
+        ]
+    );
+    // Absent and empty are the same pod, with the hash of a pod without the field.
+    let plain = one_pod(&base(""));
+    assert!(plain.host_aliases.is_empty());
+    assert_eq!(
+        one_pod(&base("  hostAliases: []\n")).spec_hash,
+        plain.spec_hash
+    );
+    assert_ne!(pod.spec_hash, plain.spec_hash);
+}
+
+#[test]
+fn host_alias_errors_name_line_and_field() {
+    let cases = [
+        (
+            "  hostAliases:\n  - ip: 10.1.2\n    hostnames: [a]\n",
+            (10, 9),
+            "spec.hostAliases[0].ip",
+            "\"10.1.2\" is not an IP address",
+        ),
+        (
+            "  hostAliases:\n  - ip: 10.1.2.3\n    hostnames: []\n",
+            (11, 16),
+            "spec.hostAliases[0].hostnames",
+            "a host alias needs at least one hostname",
+        ),
+        (
+            "  hostAliases:\n  - ip: 10.1.2.3\n    hostnames:\n    - ok\n    - Bad_Name\n",
+            (13, 7),
+            "spec.hostAliases[0].hostnames[1]",
+            "is not a valid name",
+        ),
+        (
+            "  hostAliases:\n  - hostnames: [a]\n",
+            (10, 5),
+            "spec.hostAliases[0].ip",
+            "ip is required",
+        ),
+        (
+            "  hostAliases:\n  - ip: 10.1.2.3\n",
+            (10, 5),
+            "spec.hostAliases[0].hostnames",
+            "hostnames is required",
+        ),
+        (
+            "  hostAliases:\n  - ip: 10.1.2.3\n    hostnames: [a]\n    hostname: b\n",
+            (12, 5),
+            "spec.hostAliases[0].hostname",
+            "unknown field hostname; did you mean hostnames?",
+        ),
+    ];
+    for (extra, (line, column), field, message) in cases {
+        let errors = only_errors(&base(extra));
+        assert_eq!(errors.len(), 1, "{extra}: {errors:#?}");
+        let e = &errors[0];
+        assert_eq!((e.line, e.column), (Some(line), Some(column)), "{extra}");
+        assert_eq!(e.field, field, "{extra}");
+        assert!(e.message.contains(message), "{extra}: {}", e.message);
+    }
 }
