@@ -1126,3 +1126,51 @@ spec:
         "after the managed entries, in order: {out}"
     );
 }
+
+#[test]
+fn dns_policy_none_gives_exactly_the_dns_config() {
+    need_root!("dns_policy_none_gives_exactly_the_dns_config");
+    let env = Env::new();
+    let _d = env.daemon();
+    let yaml = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: dns
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  dnsPolicy: None
+  dnsConfig:
+    nameservers: [192.0.2.53, \"2001:db8::53\"]
+    searches: [ns1.svc.example, example]
+    options:
+    - name: ndots
+      value: \"2\"
+    - name: edns0
+  containers:
+  - name: main
+    image: {aci}
+    command: [sh, -c, 'cat /etc/resolv.conf; echo END; exec sleep 3600']
+",
+        aci = env.aci.display()
+    );
+    env.write("dns.yaml", &yaml);
+    let uuid = env.wait_running("dns");
+    let mut out = String::new();
+    poll("the pod's /etc/resolv.conf", LONG, || {
+        out = env.rkt.run(["logs", "--app", "main", &uuid]).stdout();
+        out.contains("END")
+    });
+    let conf: Vec<&str> = out.lines().take_while(|l| *l != "END").collect();
+    assert_eq!(
+        conf,
+        [
+            "nameserver 192.0.2.53",
+            "nameserver 2001:db8::53",
+            "search ns1.svc.example example",
+            "options ndots:2 edns0",
+        ],
+        "{out}"
+    );
+}

@@ -143,6 +143,10 @@ pub struct DesiredPod {
     /// entries, in order, as kubelet does.
     #[serde(default)]
     pub host_aliases: Vec<HostAlias>,
+    /// `dnsPolicy: None` with its `dnsConfig`: exactly the pod's `resolv.conf`. `None`
+    /// (any other policy): the host's resolver, or the CNI network's DNS.
+    #[serde(default)]
+    pub dns: Option<PodDns>,
     /// Default 30.
     pub termination_grace_period_secs: u64,
     /// Annotation `rkt.io/stage1`: `default` | `fly` (fly needs `hostNetwork: true`).
@@ -166,6 +170,16 @@ pub struct DesiredPod {
 pub struct HostAlias {
     pub ip: String,
     pub hostnames: Vec<String>,
+}
+
+/// `spec.dnsConfig` (with `dnsPolicy: None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodDns {
+    /// IP addresses, at most 3.
+    pub nameservers: Vec<String>,
+    pub searches: Vec<String>,
+    /// `name` or `name:value`, as written in `resolv.conf`.
+    pub options: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -341,6 +355,8 @@ impl DesiredPod {
             // Left out when empty, so existing pods keep their hashes.
             #[serde(skip_serializing_if = "<[_]>::is_empty")]
             host_aliases: &'a [HostAlias],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            dns: &'a Option<PodDns>,
             termination_grace_period_secs: u64,
             stage1: Flavor,
             networks: &'a [String],
@@ -364,6 +380,7 @@ impl DesiredPod {
             image_privileges: self.image_privileges,
             hostname: &self.hostname,
             host_aliases: &self.host_aliases,
+            dns: &self.dns,
             termination_grace_period_secs: self.termination_grace_period_secs,
             stage1: self.stage1,
             networks: &self.networks,

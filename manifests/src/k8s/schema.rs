@@ -107,6 +107,8 @@ pub(crate) static POD_SPEC: Schema = Schema {
         "hostUsers",
         "hostname",
         "hostAliases",
+        "dnsPolicy",
+        "dnsConfig",
         "securityContext",
     ],
     unsupported: &[
@@ -147,15 +149,6 @@ pub(crate) static POD_SPEC: Schema = Schema {
         no(
             "runtimeClassName",
             "choose the stage1 flavor with the rkt.io/stage1 annotation",
-        ),
-        unless(
-            "dnsPolicy",
-            Accept::Value("ClusterFirst"),
-            "the pod uses the host's resolver configuration",
-        ),
-        no(
-            "dnsConfig",
-            "the pod uses the host's resolver configuration",
         ),
         no("subdomain", "there is no cluster DNS; use hostname"),
         no("setHostnameAsFQDN", "there is no cluster DNS; use hostname"),
@@ -294,6 +287,18 @@ pub(crate) static ENV: Schema = Schema {
 pub(crate) static HOST_ALIAS: Schema = Schema {
     what: "host alias",
     fields: &["ip", "hostnames"],
+    unsupported: &[],
+};
+
+pub(crate) static DNS_CONFIG: Schema = Schema {
+    what: "DNS configuration",
+    fields: &["nameservers", "searches", "options"],
+    unsupported: &[],
+};
+
+pub(crate) static DNS_OPTION: Schema = Schema {
+    what: "DNS option",
+    fields: &["name", "value"],
     unsupported: &[],
 };
 

@@ -357,6 +357,24 @@ fn host_aliases_become_the_runtimes_hosts_entries_in_order() {
 }
 
 #[test]
+fn dns_config_becomes_the_runtimes_dns_and_no_config_leaves_it_to_the_host() {
+    let mut pod = desired_pod("web", "h");
+    pod.containers = vec![container("main", "/i.aci")];
+    assert_eq!(build(&to_request(&pod, &ctx()).unwrap().request).dns, None);
+    pod.dns = Some(crate::k8s::PodDns {
+        nameservers: vec!["192.0.2.53".into()],
+        searches: vec!["example.".into()],
+        options: vec!["ndots:2".into(), "edns0".into()],
+    });
+    let dns = build(&to_request(&pod, &ctx()).unwrap().request)
+        .dns
+        .unwrap();
+    assert_eq!(dns.nameservers, vec!["192.0.2.53"]);
+    assert_eq!(dns.search, vec!["example."]);
+    assert_eq!(dns.options, vec!["ndots:2", "edns0"]);
+}
+
+#[test]
 fn host_path_types_are_checked_and_created() {
     let d = tempfile::tempdir().unwrap();
     let mut pod = desired_pod("web", "h");
