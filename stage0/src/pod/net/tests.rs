@@ -458,7 +458,7 @@ fn results_give_the_pod_dns_and_a_hosts_line() {
         ip: "10.9.9.9".into(),
         hostnames: vec!["rkt-u".into()],
     });
-    apply_results(&mut rt, &[r.clone()]);
+    apply_results(&mut rt, std::slice::from_ref(&r));
     assert_eq!(rt.dns.unwrap().nameservers, vec!["1.1.1.1"]);
     assert_eq!(rt.hosts_entries.len(), 1);
     // Aliases naming other hosts (hostAliases) come after the pod's own address line.
