@@ -1347,3 +1347,98 @@ fn two_hosts_share_a_pods_dir_and_run_only_their_own_pods() {
     assert!(status.contains("broken-b.yaml:"), "{status}");
     assert!(status.contains("is not a valid label value"), "{status}");
 }
+
+#[test]
+fn host_aliases_are_in_the_pods_etc_hosts() {
+    need_root!("host_aliases_are_in_the_pods_etc_hosts");
+    let env = Env::new();
+    let _d = env.daemon();
+    let yaml = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: aliases
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  hostAliases:
+  - ip: 10.9.8.7
+    hostnames: [db.internal, db]
+  - ip: \"fd00::7\"
+    hostnames: [six.internal]
+  containers:
+  - name: main
+    image: {aci}
+    command: [sh, -c, 'cat /etc/hosts; echo END; exec sleep 3600']
+",
+        aci = env.aci.display()
+    );
+    env.write("aliases.yaml", &yaml);
+    let uuid = env.wait_running("aliases");
+    let mut out = String::new();
+    poll("the pod's /etc/hosts", LONG, || {
+        out = env.rkt.run(["logs", "--app", "main", &uuid]).stdout();
+        out.contains("END")
+    });
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let at = |entry: &[&str]| lines.iter().position(|l| l == entry);
+    let first = at(&["10.9.8.7", "db.internal", "db"]);
+    let second = at(&["fd00::7", "six.internal"]);
+    let localhost = lines.iter().position(|l| l.first() == Some(&"127.0.0.1"));
+    assert!(first.is_some() && second.is_some(), "{out}");
+    assert!(
+        localhost < first && first < second,
+        "after the managed entries, in order: {out}"
+    );
+}
+
+#[test]
+fn dns_policy_none_gives_exactly_the_dns_config() {
+    need_root!("dns_policy_none_gives_exactly_the_dns_config");
+    let env = Env::new();
+    let _d = env.daemon();
+    let yaml = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: dns
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  dnsPolicy: None
+  dnsConfig:
+    nameservers: [192.0.2.53, \"2001:db8::53\"]
+    searches: [ns1.svc.example, example]
+    options:
+    - name: ndots
+      value: \"2\"
+    - name: edns0
+  containers:
+  - name: main
+    image: {aci}
+    command: [sh, -c, 'cat /etc/resolv.conf; echo END; exec sleep 3600']
+",
+        aci = env.aci.display()
+    );
+    env.write("dns.yaml", &yaml);
+    let uuid = env.wait_running("dns");
+    let mut out = String::new();
+    poll("the pod's /etc/resolv.conf", LONG, || {
+        out = env.rkt.run(["logs", "--app", "main", &uuid]).stdout();
+        out.contains("END")
+    });
+    let conf: Vec<&str> = out.lines().take_while(|l| *l != "END").collect();
+    assert_eq!(
+        conf,
+        [
+            "nameserver 192.0.2.53",
+            "nameserver 2001:db8::53",
+            "search ns1.svc.example example",
+            "options ndots:2 edns0",
+        ],
+        "{out}"
+    );
+}

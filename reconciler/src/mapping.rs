@@ -157,6 +157,29 @@ pub fn to_request(pod: &DesiredPod, ctx: &MapContext) -> Result<Mapped, MapError
         private_network: !pod.host_network && pod.networks.is_empty(),
         // spec.hostUsers: false
         private_users: pod.private_users,
+        // spec.hostAliases: appended to /etc/hosts after the runtime's own entries.
+        hosts_entries: pod
+            .host_aliases
+            .iter()
+            .map(|a| format!("{}={}", a.ip, a.hostnames.join(",")))
+            .collect(),
+        // dnsPolicy: None + dnsConfig: exactly that resolv.conf. Otherwise the host's
+        // (hostNetwork, no network) or the CNI result's.
+        dns: pod
+            .dns
+            .as_ref()
+            .map(|d| d.nameservers.clone())
+            .unwrap_or_default(),
+        dns_search: pod
+            .dns
+            .as_ref()
+            .map(|d| d.searches.clone())
+            .unwrap_or_default(),
+        dns_opts: pod
+            .dns
+            .as_ref()
+            .map(|d| d.options.clone())
+            .unwrap_or_default(),
         backoff: ctx.backoff,
         ..PodOptions::default()
     };

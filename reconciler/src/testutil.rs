@@ -24,6 +24,8 @@ pub fn desired_pod(name: &str, hash: &str) -> DesiredPod {
         host_network: true,
         private_users: false,
         hostname: None,
+        host_aliases: Vec::new(),
+        dns: None,
         termination_grace_period_secs: 30,
         stage1: Default::default(),
         networks: Vec::new(),

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::schema::{self, Accept, Schema};
 use super::yaml::{self, Key, Node, Pos, Value};
 use super::{
-    ContainerPort, DesiredContainer, DesiredPod, DesiredVolume, Flavor, ImagePullPolicy,
-    ManifestError, PodKey, Probe, ProbeAction, ReplaceStrategy, RestartPolicy, Seccomp,
+    ContainerPort, DesiredContainer, DesiredPod, DesiredVolume, Flavor, HostAlias, ImagePullPolicy,
+    ManifestError, PodDns, PodKey, Probe, ProbeAction, ReplaceStrategy, RestartPolicy, Seccomp,
     VolumeMount,
 };
 use crate::quantity;
@@ -697,6 +697,8 @@ impl Reader<'_> {
             host_network: spec.host_network,
             private_users: spec.private_users.is_some(),
             hostname: spec.hostname,
+            host_aliases: spec.host_aliases,
+            dns: spec.dns,
             termination_grace_period_secs: spec.grace,
             stage1: rkt.stage1,
             networks: rkt.networks,
@@ -710,6 +712,199 @@ impl Reader<'_> {
         };
         pod.spec_hash = pod.compute_spec_hash();
         self.pods.push(pod);
+    }
+
+    /// `spec.hostAliases`: each an IP address and at least one hostname (RFC 1123
+    /// subdomains), as the API server validates them.
+    fn host_aliases(&mut self, node: &Node, path: &str) -> Vec<HostAlias> {
+        let mut out = Vec::new();
+        for (i, item) in self.list(node, path).unwrap_or_default().iter().enumerate() {
+            let item_path = index(path, i);
+            let Some(obj) = self.object(item, &item_path, &schema::HOST_ALIAS) else {
+                continue;
+            };
+            let errors_before = self.count;
+            let ip = match obj.get("ip") {
+                Some(n) => {
+                    let p = obj.path("ip");
+                    self.string(n, &p).and_then(|ip| {
+                        let valid = ip
+                            .parse::<std::net::IpAddr>()
+                            .map(|_| ())
+                            .map_err(|_| format!("{} is not an IP address", quoted(&ip)));
+                        self.check(n, &p, valid).map(|()| ip)
+                    })
+                }
+                None => {
+                    self.error(obj.pos, &obj.path("ip"), "ip is required");
+                    None
+                }
+            };
+            let hostnames = match obj.get("hostnames") {
+                Some(n) => {
+                    let p = obj.path("hostnames");
+                    let items = self.list(n, &p).unwrap_or_default();
+                    if items.is_empty() && self.count == errors_before {
+                        self.error(n.pos, &p, "a host alias needs at least one hostname");
+                    }
+                    let mut names = Vec::new();
+                    for (j, item) in items.iter().enumerate() {
+                        let item_path = index(&p, j);
+                        if let Some(name) = self.string(item, &item_path) {
+                            if self.check(item, &item_path, dns_subdomain(&name)).is_some() {
+                                names.push(name);
+                            }
+                        }
+                    }
+                    names
+                }
+                None => {
+                    self.error(obj.pos, &obj.path("hostnames"), "hostnames is required");
+                    Vec::new()
+                }
+            };
+            if let (Some(ip), true) = (ip, self.count == errors_before) {
+                out.push(HostAlias { ip, hostnames });
+            }
+        }
+        out
+    }
+
+    /// `spec.dnsPolicy` and `spec.dnsConfig`. `Default`, `ClusterFirst` and
+    /// `ClusterFirstWithHostNet` all mean the host's resolver here (there is no cluster
+    /// DNS); `None` takes the pod's resolver from `dnsConfig` alone.
+    fn dns(&mut self, spec: &Obj) -> Option<PodDns> {
+        let policy = spec.get("dnsPolicy").and_then(|n| {
+            let p = spec.path("dnsPolicy");
+            let s = self.string(n, &p)?;
+            match s.as_str() {
+                "ClusterFirst" | "ClusterFirstWithHostNet" | "Default" | "None" => Some((s, n)),
+                other => {
+                    let message = format!(
+                        "unknown dnsPolicy {other}: use ClusterFirst, ClusterFirstWithHostNet, \
+                         Default or None"
+                    );
+                    self.error(n.pos, &p, message);
+                    None
+                }
+            }
+        });
+        let none = policy.as_ref().is_some_and(|(s, _)| s == "None");
+        let Some(node) = spec.get("dnsConfig") else {
+            if let (true, Some((_, n))) = (none, &policy) {
+                let message = "dnsPolicy: None needs a dnsConfig with at least one nameserver";
+                self.error(n.pos, &spec.path("dnsPolicy"), message);
+            }
+            return None;
+        };
+        let path = spec.path("dnsConfig");
+        let obj = self.object(node, &path, &schema::DNS_CONFIG)?;
+        if !none {
+            let message = "dnsConfig is only supported with dnsPolicy: None (merging it into \
+                           the host's resolver configuration is not implemented)";
+            self.error(node.pos, &path, message);
+            return None;
+        }
+        let mut out = PodDns {
+            nameservers: Vec::new(),
+            searches: Vec::new(),
+            options: Vec::new(),
+        };
+        let mut written = 0;
+        if let Some(n) = obj.get("nameservers") {
+            let p = obj.path("nameservers");
+            let items = self.list(n, &p).unwrap_or_default();
+            written = items.len();
+            if items.len() > 3 {
+                self.error(n.pos, &p, format!("{} nameservers: at most 3", items.len()));
+            }
+            for (i, item) in items.iter().enumerate() {
+                let ip_path = index(&p, i);
+                let Some(ip) = self.string(item, &ip_path) else {
+                    continue;
+                };
+                let valid = ip
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| format!("{} is not an IP address", quoted(&ip)));
+                if self.check(item, &ip_path, valid).is_some() {
+                    out.nameservers.push(ip);
+                }
+            }
+        }
+        if written == 0 {
+            let message = "dnsPolicy: None needs at least one nameserver in dnsConfig";
+            self.error(node.pos, &join(&path, "nameservers"), message);
+        }
+        if let Some(n) = obj.get("searches") {
+            let p = obj.path("searches");
+            let items = self.list(n, &p).unwrap_or_default();
+            if items.len() > 32 {
+                self.error(
+                    n.pos,
+                    &p,
+                    format!("{} search domains: at most 32", items.len()),
+                );
+            }
+            for (i, item) in items.iter().enumerate() {
+                let s_path = index(&p, i);
+                let Some(s) = self.string(item, &s_path) else {
+                    continue;
+                };
+                let trimmed = s.strip_suffix('.').unwrap_or(&s);
+                if self.check(item, &s_path, dns_subdomain(trimmed)).is_some() {
+                    out.searches.push(s);
+                }
+            }
+            let total = out.searches.iter().map(String::len).sum::<usize>()
+                + out.searches.len().saturating_sub(1);
+            if total > 2048 {
+                let message = format!("the search domains have {total} characters: at most 2048");
+                self.error(n.pos, &p, message);
+            }
+        }
+        if let Some(n) = obj.get("options") {
+            let p = obj.path("options");
+            for (i, item) in self.list(n, &p).unwrap_or_default().iter().enumerate() {
+                let o_path = index(&p, i);
+                let Some(o) = self.object(item, &o_path, &schema::DNS_OPTION) else {
+                    continue;
+                };
+                let word = |s: &str| !s.is_empty() && !s.contains(char::is_whitespace);
+                let name = match o.get("name") {
+                    Some(v) => self.string(v, &o.path("name")).and_then(|name| {
+                        let valid = if word(&name) && !name.contains(':') {
+                            Ok(name)
+                        } else {
+                            Err(format!("{} is not an option name", quoted(&name)))
+                        };
+                        self.check(v, &o.path("name"), valid)
+                    }),
+                    None => {
+                        self.error(o.pos, &o.path("name"), "name is required");
+                        None
+                    }
+                };
+                let value = o.get("value").and_then(|v| {
+                    let value = self.string(v, &o.path("value"))?;
+                    let valid = if word(&value) {
+                        Ok(value)
+                    } else {
+                        Err(format!("{} is not an option value", quoted(&value)))
+                    };
+                    self.check(v, &o.path("value"), valid)
+                });
+                if let Some(name) = name {
+                    // Kubernetes: an option given again overrides the earlier one.
+                    out.options
+                        .retain(|o| o.split(':').next() != Some(name.as_str()));
+                    out.options.push(match value {
+                        Some(v) if !v.is_empty() => format!("{name}:{v}"),
+                        _ => name,
+                    });
+                }
+            }
+        }
+        Some(out)
     }
 
     fn labels(&mut self, node: &Node, path: &str) -> BTreeMap<String, String> {
@@ -872,6 +1067,11 @@ impl Reader<'_> {
             self.check(n, &p, dns_label(&s))?;
             Some(s)
         });
+        let host_aliases = obj
+            .get("hostAliases")
+            .map(|n| self.host_aliases(n, &obj.path("hostAliases")))
+            .unwrap_or_default();
+        let dns = self.dns(&obj);
 
         let placement = self.placement(&obj);
 
@@ -970,6 +1170,8 @@ impl Reader<'_> {
             host_network,
             private_users,
             hostname,
+            host_aliases,
+            dns,
             grace,
             placement,
             init_containers,
@@ -1814,6 +2016,8 @@ struct Spec {
     /// `hostUsers: false`, and where it was written.
     private_users: Option<Pos>,
     hostname: Option<String>,
+    host_aliases: Vec<HostAlias>,
+    dns: Option<PodDns>,
     grace: u64,
     placement: super::Placement,
     init_containers: Vec<DesiredContainer>,

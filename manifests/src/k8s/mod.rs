@@ -144,6 +144,14 @@ pub struct DesiredPod {
     #[serde(default)]
     pub private_users: bool,
     pub hostname: Option<String>,
+    /// `spec.hostAliases`: appended to the pod's `/etc/hosts` after the runtime's
+    /// entries, in order, as kubelet does.
+    #[serde(default)]
+    pub host_aliases: Vec<HostAlias>,
+    /// `dnsPolicy: None` with its `dnsConfig`: exactly the pod's `resolv.conf`. `None`
+    /// (any other policy): the host's resolver, or the CNI network's DNS.
+    #[serde(default)]
+    pub dns: Option<PodDns>,
     /// Default 30.
     pub termination_grace_period_secs: u64,
     /// Annotation `rkt.io/stage1`: `default` | `fly` (fly needs `hostNetwork: true`).
@@ -170,6 +178,23 @@ pub struct DesiredPod {
     /// file, line and field. Not part of [`DesiredPod::spec_hash`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<ManifestError>,
+}
+
+/// One `spec.hostAliases` entry: an IP address and the names it gets in `/etc/hosts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostAlias {
+    pub ip: String,
+    pub hostnames: Vec<String>,
+}
+
+/// `spec.dnsConfig` (with `dnsPolicy: None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodDns {
+    /// IP addresses, at most 3.
+    pub nameservers: Vec<String>,
+    pub searches: Vec<String>,
+    /// `name` or `name:value`, as written in `resolv.conf`.
+    pub options: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -386,6 +411,11 @@ impl DesiredPod {
             #[serde(skip_serializing_if = "std::ops::Not::not")]
             image_privileges: bool,
             hostname: &'a Option<String>,
+            // Left out when empty, so existing pods keep their hashes.
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            host_aliases: &'a [HostAlias],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            dns: &'a Option<PodDns>,
             termination_grace_period_secs: u64,
             stage1: Flavor,
             networks: &'a [String],
@@ -408,6 +438,8 @@ impl DesiredPod {
             private_users: self.private_users,
             image_privileges: self.image_privileges,
             hostname: &self.hostname,
+            host_aliases: &self.host_aliases,
+            dns: &self.dns,
             termination_grace_period_secs: self.termination_grace_period_secs,
             stage1: self.stage1,
             networks: &self.networks,

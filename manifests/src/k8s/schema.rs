@@ -132,6 +132,9 @@ pub(crate) static POD_SPEC: Schema = Schema {
         "hostNetwork",
         "hostUsers",
         "hostname",
+        "hostAliases",
+        "dnsPolicy",
+        "dnsConfig",
         "securityContext",
         "nodeName",
         "nodeSelector",
@@ -167,16 +170,6 @@ pub(crate) static POD_SPEC: Schema = Schema {
             "runtimeClassName",
             "choose the stage1 flavor with the rkt.io/stage1 annotation",
         ),
-        unless(
-            "dnsPolicy",
-            Accept::Value("ClusterFirst"),
-            "the pod uses the host's resolver configuration",
-        ),
-        no(
-            "dnsConfig",
-            "the pod uses the host's resolver configuration",
-        ),
-        no("hostAliases", "the runtime writes the pod's /etc/hosts"),
         no("subdomain", "there is no cluster DNS; use hostname"),
         no("hostnameOverride", "use hostname"),
         no("setHostnameAsFQDN", "there is no cluster DNS; use hostname"),
@@ -314,6 +307,24 @@ pub(crate) static ENV: Schema = Schema {
         "valueFrom",
         "use value (ConfigMaps, Secrets and the downward API do not exist here)",
     )],
+};
+
+pub(crate) static HOST_ALIAS: Schema = Schema {
+    what: "host alias",
+    fields: &["ip", "hostnames"],
+    unsupported: &[],
+};
+
+pub(crate) static DNS_CONFIG: Schema = Schema {
+    what: "DNS configuration",
+    fields: &["nameservers", "searches", "options"],
+    unsupported: &[],
+};
+
+pub(crate) static DNS_OPTION: Schema = Schema {
+    what: "DNS option",
+    fields: &["name", "value"],
+    unsupported: &[],
 };
 
 pub(crate) static PORT: Schema = Schema {
@@ -669,6 +680,9 @@ pub(crate) const TABLES: &[(&Schema, &str)] = &[
     (&VOLUME, "Volume"),
     (&HOST_PATH, "HostPathVolumeSource"),
     (&EMPTY_DIR, "EmptyDirVolumeSource"),
+    (&HOST_ALIAS, "HostAlias"),
+    (&DNS_CONFIG, "PodDNSConfig"),
+    (&DNS_OPTION, "PodDNSConfigOption"),
     (&AFFINITY, "Affinity"),
     (&NODE_AFFINITY, "NodeAffinity"),
     (&NODE_SELECTOR, "NodeSelector"),

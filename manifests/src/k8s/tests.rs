@@ -161,6 +161,8 @@ fn realistic_pod_parses_into_the_exact_desired_pod() {
         host_network: false,
         private_users: false,
         hostname: Some("front".into()),
+        host_aliases: Vec::new(),
+        dns: None,
         termination_grace_period_secs: 10,
         stage1: Flavor::Default,
         networks: strings(&["default", "backend"]),
@@ -462,13 +464,6 @@ const UNSUPPORTED: &[(&str, usize, usize, &str, &str)] = &[
         3,
         "spec.hostPID",
         "hostPID is not supported",
-    ),
-    (
-        "  dnsPolicy: None\n",
-        9,
-        3,
-        "spec.dnsPolicy",
-        "dnsPolicy is not supported",
     ),
     (
         "  volumes:\n  - name: cfg\n    configMap:\n      name: cfg\n",
@@ -2755,5 +2750,196 @@ fn node_files() {
             shown.iter().all(|s| s.starts_with("conf/node.yaml")),
             "{shown:?}"
         );
+    }
+}
+
+#[test]
+fn host_aliases_parse_in_order() {
+    let pod = one_pod(&base(
+        "  hostAliases:\n  - ip: 10.1.2.3\n    hostnames: [foo.local, bar]\n  - ip: \"fd00::1\"\n    hostnames:\n    - six\n",
+    ));
+    assert_eq!(
+        pod.host_aliases,
+        vec![
+            HostAlias {
+                ip: "10.1.2.3".into(),
+                hostnames: strings(&["foo.local", "bar"]),
+            },
+            HostAlias {
+                ip: "fd00::1".into(),
+                hostnames: strings(&["six"]),
+            },
+        ]
+    );
+    // Absent and empty are the same pod, with the hash of a pod without the field.
+    let plain = one_pod(&base(""));
+    assert!(plain.host_aliases.is_empty());
+    assert_eq!(
+        one_pod(&base("  hostAliases: []\n")).spec_hash,
+        plain.spec_hash
+    );
+    assert_ne!(pod.spec_hash, plain.spec_hash);
+}
+
+#[test]
+fn host_alias_errors_name_line_and_field() {
+    let cases = [
+        (
+            "  hostAliases:\n  - ip: 10.1.2\n    hostnames: [a]\n",
+            (10, 9),
+            "spec.hostAliases[0].ip",
+            "\"10.1.2\" is not an IP address",
+        ),
+        (
+            "  hostAliases:\n  - ip: 10.1.2.3\n    hostnames: []\n",
+            (11, 16),
+            "spec.hostAliases[0].hostnames",
+            "a host alias needs at least one hostname",
+        ),
+        (
+            "  hostAliases:\n  - ip: 10.1.2.3\n    hostnames:\n    - ok\n    - Bad_Name\n",
+            (13, 7),
+            "spec.hostAliases[0].hostnames[1]",
+            "is not a valid name",
+        ),
+        (
+            "  hostAliases:\n  - hostnames: [a]\n",
+            (10, 5),
+            "spec.hostAliases[0].ip",
+            "ip is required",
+        ),
+        (
+            "  hostAliases:\n  - ip: 10.1.2.3\n",
+            (10, 5),
+            "spec.hostAliases[0].hostnames",
+            "hostnames is required",
+        ),
+        (
+            "  hostAliases:\n  - ip: 10.1.2.3\n    hostnames: [a]\n    hostname: b\n",
+            (12, 5),
+            "spec.hostAliases[0].hostname",
+            "unknown field hostname; did you mean hostnames?",
+        ),
+    ];
+    for (extra, (line, column), field, message) in cases {
+        let errors = only_errors(&base(extra));
+        assert_eq!(errors.len(), 1, "{extra}: {errors:#?}");
+        let e = &errors[0];
+        assert_eq!((e.line, e.column), (Some(line), Some(column)), "{extra}");
+        assert_eq!(e.field, field, "{extra}");
+        assert!(e.message.contains(message), "{extra}: {}", e.message);
+    }
+}
+
+#[test]
+fn dns_policy_none_takes_the_dns_config_and_other_policies_the_host() {
+    let pod = one_pod(&base(
+        "  dnsPolicy: None\n  dnsConfig:\n    nameservers: [192.0.2.53, \"2001:db8::53\"]\n    searches: [ns1.svc.example, example.]\n    options:\n    - name: ndots\n      value: \"2\"\n    - name: edns0\n    - name: ndots\n      value: \"5\"\n",
+    ));
+    assert_eq!(
+        pod.dns,
+        Some(PodDns {
+            nameservers: strings(&["192.0.2.53", "2001:db8::53"]),
+            searches: strings(&["ns1.svc.example", "example."]),
+            options: strings(&["edns0", "ndots:5"]),
+        })
+    );
+    let plain = one_pod(&base(""));
+    assert_eq!(plain.dns, None);
+    assert_ne!(pod.spec_hash, plain.spec_hash);
+    for policy in ["ClusterFirst", "ClusterFirstWithHostNet", "Default"] {
+        let p = one_pod(&base(&format!("  dnsPolicy: {policy}\n")));
+        assert_eq!(p.dns, None, "{policy}");
+        assert_eq!(
+            p.spec_hash, plain.spec_hash,
+            "{policy}: the host's resolver, as without it"
+        );
+    }
+}
+
+#[test]
+fn dns_errors_name_line_and_field() {
+    let cfg = "  dnsPolicy: None\n  dnsConfig:\n";
+    let cases = [
+        (
+            "  dnsPolicy: Cluster\n".to_string(),
+            (9, 14),
+            "spec.dnsPolicy",
+            "unknown dnsPolicy Cluster",
+        ),
+        (
+            "  dnsPolicy: None\n".to_string(),
+            (9, 14),
+            "spec.dnsPolicy",
+            "dnsPolicy: None needs a dnsConfig with at least one nameserver",
+        ),
+        (
+            "  dnsConfig:\n    nameservers: [192.0.2.1]\n".to_string(),
+            (10, 5),
+            "spec.dnsConfig",
+            "dnsConfig is only supported with dnsPolicy: None",
+        ),
+        (
+            format!("{cfg}    nameservers: [192.0.2.1, 192.0.2.2, 192.0.2.3, 192.0.2.4]\n"),
+            (11, 18),
+            "spec.dnsConfig.nameservers",
+            "4 nameservers: at most 3",
+        ),
+        (
+            format!("{cfg}    nameservers: [192.0.2.300]\n"),
+            (11, 19),
+            "spec.dnsConfig.nameservers[0]",
+            "\"192.0.2.300\" is not an IP address",
+        ),
+        (
+            format!("{cfg}    searches: [a.example]\n"),
+            (11, 5),
+            "spec.dnsConfig.nameservers",
+            "at least one nameserver",
+        ),
+        (
+            format!(
+                "{cfg}    nameservers: [192.0.2.1]\n    searches: [{}]\n",
+                vec!["a"; 33].join(", ")
+            ),
+            (12, 15),
+            "spec.dnsConfig.searches",
+            "33 search domains: at most 32",
+        ),
+        (
+            format!(
+                "{cfg}    nameservers: [192.0.2.1]\n    searches: [{}]\n",
+                vec![format!("{}.b", "a".repeat(63)); 32].join(", ")
+            ),
+            (12, 15),
+            "spec.dnsConfig.searches",
+            "at most 2048",
+        ),
+        (
+            format!("{cfg}    nameservers: [192.0.2.1]\n    searches: [Bad_Domain]\n"),
+            (12, 16),
+            "spec.dnsConfig.searches[0]",
+            "is not a valid name",
+        ),
+        (
+            format!("{cfg}    nameservers: [192.0.2.1]\n    options:\n    - value: \"1\"\n"),
+            (13, 7),
+            "spec.dnsConfig.options[0].name",
+            "name is required",
+        ),
+        (
+            format!("{cfg}    nameservers: [192.0.2.1]\n    options:\n    - name: a b\n"),
+            (13, 13),
+            "spec.dnsConfig.options[0].name",
+            "is not an option name",
+        ),
+    ];
+    for (extra, (line, column), field, message) in cases {
+        let errors = only_errors(&base(&extra));
+        assert_eq!(errors.len(), 1, "{extra}: {errors:#?}");
+        let e = &errors[0];
+        assert_eq!((e.line, e.column), (Some(line), Some(column)), "{extra}");
+        assert_eq!(e.field, field, "{extra}");
+        assert!(e.message.contains(message), "{extra}: {}", e.message);
     }
 }

@@ -323,6 +323,58 @@ fn the_request_builds_the_runtime_settings_per_app() {
 }
 
 #[test]
+fn host_aliases_become_the_runtimes_hosts_entries_in_order() {
+    let mut pod = desired_pod("web", "h");
+    pod.containers = vec![container("main", "/i.aci")];
+    pod.host_aliases = vec![
+        crate::k8s::HostAlias {
+            ip: "10.1.2.3".into(),
+            hostnames: vec!["foo.local".into(), "bar".into()],
+        },
+        crate::k8s::HostAlias {
+            ip: "fd00::1".into(),
+            hostnames: vec!["six".into()],
+        },
+    ];
+    let rt = build(&to_request(&pod, &ctx()).unwrap().request);
+    let entries: Vec<(&str, Vec<&str>)> = rt
+        .hosts_entries
+        .iter()
+        .map(|e| {
+            (
+                e.ip.as_str(),
+                e.hostnames.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        vec![
+            ("10.1.2.3", vec!["foo.local", "bar"]),
+            ("fd00::1", vec!["six"])
+        ]
+    );
+}
+
+#[test]
+fn dns_config_becomes_the_runtimes_dns_and_no_config_leaves_it_to_the_host() {
+    let mut pod = desired_pod("web", "h");
+    pod.containers = vec![container("main", "/i.aci")];
+    assert_eq!(build(&to_request(&pod, &ctx()).unwrap().request).dns, None);
+    pod.dns = Some(crate::k8s::PodDns {
+        nameservers: vec!["192.0.2.53".into()],
+        searches: vec!["example.".into()],
+        options: vec!["ndots:2".into(), "edns0".into()],
+    });
+    let dns = build(&to_request(&pod, &ctx()).unwrap().request)
+        .dns
+        .unwrap();
+    assert_eq!(dns.nameservers, vec!["192.0.2.53"]);
+    assert_eq!(dns.search, vec!["example."]);
+    assert_eq!(dns.options, vec!["ndots:2", "edns0"]);
+}
+
+#[test]
 fn host_path_types_are_checked_and_created() {
     let d = tempfile::tempdir().unwrap();
     let mut pod = desired_pod("web", "h");

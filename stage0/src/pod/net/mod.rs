@@ -1031,7 +1031,11 @@ pub fn apply_results(runtime: &mut RuntimeConfig, results: &[CniResult]) {
             hostnames.push(format!("{hostname}.{d}"));
         }
         hostnames.push(hostname);
-        runtime.hosts_entries.push(HostsEntry { ip, hostnames });
+        // The managed entry comes first, the pod's own (hostAliases, --hosts-entry) after it,
+        // as kubelet writes them.
+        runtime
+            .hosts_entries
+            .insert(0, HostsEntry { ip, hostnames });
     }
 }
 

@@ -458,9 +458,20 @@ fn results_give_the_pod_dns_and_a_hosts_line() {
         ip: "10.9.9.9".into(),
         hostnames: vec!["rkt-u".into()],
     });
-    apply_results(&mut rt, &[r]);
+    apply_results(&mut rt, std::slice::from_ref(&r));
     assert_eq!(rt.dns.unwrap().nameservers, vec!["1.1.1.1"]);
     assert_eq!(rt.hosts_entries.len(), 1);
+    // Aliases naming other hosts (hostAliases) come after the pod's own address line.
+    let mut rt = runtime_config();
+    let alias = HostsEntry {
+        ip: "10.9.9.9".into(),
+        hostnames: vec!["db".into()],
+    };
+    rt.hosts_entries.push(alias.clone());
+    apply_results(&mut rt, &[r]);
+    assert_eq!(rt.hosts_entries.len(), 2);
+    assert_eq!(rt.hosts_entries[0].ip, "10.2.0.9");
+    assert_eq!(rt.hosts_entries[1], alias);
 }
 
 #[test]
