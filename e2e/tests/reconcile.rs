@@ -210,6 +210,16 @@ impl Env {
 
     /// Wait until the status shows the pod Running with a running pod directory;
     /// returns its UUID.
+    /// What app `main` of pod `uuid` printed up to its `END` line (waited for).
+    fn output_until_end(&self, uuid: &str, what: &str) -> String {
+        let mut out = String::new();
+        poll(what, LONG, || {
+            out = self.rkt.run(["logs", "--app", "main", uuid]).stdout();
+            out.contains("END")
+        });
+        out
+    }
+
     fn wait_running(&self, name: &str) -> String {
         let mut uuid = String::new();
         poll(&format!("{name} to run"), LONG, || {
@@ -1375,11 +1385,7 @@ spec:
     );
     env.write("aliases.yaml", &yaml);
     let uuid = env.wait_running("aliases");
-    let mut out = String::new();
-    poll("the pod's /etc/hosts", LONG, || {
-        out = env.rkt.run(["logs", "--app", "main", &uuid]).stdout();
-        out.contains("END")
-    });
+    let out = env.output_until_end(&uuid, "the pod's /etc/hosts");
     let lines: Vec<Vec<&str>> = out
         .lines()
         .map(|l| l.split_whitespace().collect())
@@ -1425,11 +1431,7 @@ spec:
     );
     env.write("dns.yaml", &yaml);
     let uuid = env.wait_running("dns");
-    let mut out = String::new();
-    poll("the pod's /etc/resolv.conf", LONG, || {
-        out = env.rkt.run(["logs", "--app", "main", &uuid]).stdout();
-        out.contains("END")
-    });
+    let out = env.output_until_end(&uuid, "the pod's /etc/resolv.conf");
     let conf: Vec<&str> = out.lines().take_while(|l| *l != "END").collect();
     assert_eq!(
         conf,
