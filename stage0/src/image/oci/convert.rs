@@ -481,39 +481,11 @@ mod tests {
         assert_eq!(appc_arch("amd64", None), "amd64");
     }
 
-    enum E<'a> {
-        File(&'a str, &'a [u8]),
-        Dir(&'a str),
-        Link(&'a str, &'a str),
-    }
+    use super::super::tests::{tar_of, Ent as E};
 
     fn layer(dir: &Path, name: &str, entries: &[E<'_>]) -> PathBuf {
-        let mut b = tar::Builder::new(Vec::new());
-        for e in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_mode(0o755);
-            h.set_uid(0);
-            h.set_gid(0);
-            match e {
-                E::File(p, data) => {
-                    h.set_size(data.len() as u64);
-                    h.set_entry_type(tar::EntryType::Regular);
-                    b.append_data(&mut h, p, *data).unwrap();
-                }
-                E::Dir(p) => {
-                    h.set_size(0);
-                    h.set_entry_type(tar::EntryType::Directory);
-                    b.append_data(&mut h, p, &b""[..]).unwrap();
-                }
-                E::Link(p, target) => {
-                    h.set_size(0);
-                    h.set_entry_type(tar::EntryType::Symlink);
-                    b.append_link(&mut h, p, target).unwrap();
-                }
-            }
-        }
         let path = dir.join(name);
-        std::fs::write(&path, b.into_inner().unwrap()).unwrap();
+        std::fs::write(&path, tar_of(entries)).unwrap();
         path
     }
 

@@ -272,13 +272,15 @@ fn serve(mut conn: TcpStream, st: &Mutex<RegState>, addr: SocketAddr) -> std::io
 
 // ---------------------------------------------------------------- test images
 
-enum Ent<'a> {
+/// An entry of a test layer.
+pub(super) enum Ent<'a> {
     File(&'a str, &'a [u8]),
     Dir(&'a str),
     Link(&'a str, &'a str),
 }
 
-fn tar_of(entries: &[Ent<'_>]) -> Vec<u8> {
+/// A tar (a layer) of `entries`, root-owned, mode 0755, mtime 0.
+pub(super) fn tar_of(entries: &[Ent<'_>]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
         let mut h = tar::Header::new_gnu();
