@@ -1,4 +1,6 @@
-//! Kubernetes Pod YAML/JSON: parse and validate (`manifests::k8s::parse_file`), map
+//! Kubernetes Pod YAML/JSON: parse and validate (`manifests::k8s::parse_file`; the same
+//! bytes as a host's `node.yaml` and as a `registries.d` `hosts.toml`), decide each pod's
+//! placement on the parsed host, map
 //! each valid pod to a complete pod request (`reconciler::mapping::to_request`), build
 //! its runtime configuration and pod manifest as `rkt prepare` would, and check that
 //! what was built reads back.
@@ -44,6 +46,28 @@ fuzz_target!(|data: &[u8]| {
         assert!(!e.message.is_empty(), "an error without a message: {e:?}");
         let _ = e.to_string();
     }
+    // A host's node.yaml goes through the same positioned YAML: errors name the file.
+    let node = match k8s::parse_node_file("node.yaml", data) {
+        Ok(file) => k8s::Node::new(
+            file.name.as_deref().unwrap_or("fuzz-host"),
+            file.labels.clone(),
+        ),
+        Err(errors) => {
+            for e in &errors {
+                assert_eq!(e.file, "node.yaml");
+                assert!(!e.message.is_empty(), "an error without a message: {e:?}");
+            }
+            k8s::Node::new("fuzz-host", Default::default())
+        }
+    };
+    // A registries.d hosts.toml (same bytes): refused or read, never a panic.
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = stage0::image::oci::mirrors::parse_hosts(
+            text,
+            std::path::Path::new("hosts.toml"),
+            "registry.k8s.io",
+        );
+    }
     let ctx = MapContext {
         insecure: InsecureOptions::default(),
         backoff: Backoff::default(),
@@ -51,6 +75,10 @@ fuzz_target!(|data: &[u8]| {
     };
     for pod in &pods {
         assert_eq!(pod.spec_hash.len(), 64, "spec hash of {}", pod.key);
+        // Placement is decided for any host without panicking, and explained when not here.
+        if let Some(why) = pod.placement.mismatch(&node) {
+            assert!(!why.is_empty());
+        }
         let Ok(mapped) = mapping::to_request(pod, &ctx) else {
             continue;
         };
