@@ -56,9 +56,10 @@ pub use manifests::poddir::{
 /// Written by stage0 when gc marks an exited pod: its mtime is the mark time.
 pub const GC_MARK_FILE: &str = "gc-marked";
 
-/// Permissions of pod directories: manifests may carry secrets in environments.
-const POD_DIR_MODE: u32 = 0o750;
-const POD_FILE_MODE: u32 = 0o640;
+/// Permissions of pod directories and of the files stage0 writes into them (the
+/// networks' records too): manifests may carry secrets in environments.
+pub(crate) const POD_DIR_MODE: u32 = 0o750;
+pub(crate) const POD_FILE_MODE: u32 = 0o640;
 
 /// The state directories, in the order pods move through them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,7 +46,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::pod::dir::{
-    NetworkError, NetworkInfo, PodError, PodNetworks, StartHook, MANIFEST_FILE, RUNTIME_FILE,
+    NetworkError, NetworkInfo, PodError, PodNetworks, StartHook, MANIFEST_FILE, POD_DIR_MODE,
+    POD_FILE_MODE, RUNTIME_FILE,
 };
 pub use config::{NetworkConfig, NetworkSet, DEFAULT_NETWORK, DEFAULT_RESTRICTED_NETWORK};
 pub use plugin::{CniCommand, CniPath, PluginError};
@@ -58,9 +59,6 @@ pub use result::CniResult;
 pub use manifests::poddir::{NETNS_FILE, NET_DIR};
 /// The capability `--port` is handed to plugins as.
 pub const PORT_MAPPINGS: &str = "portMappings";
-
-const POD_FILE_MODE: u32 = 0o640;
-const POD_DIR_MODE: u32 = 0o750;
 
 /// What `--net` asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
